@@ -1,0 +1,247 @@
+//! What a thread does when it found no work: the idle strategies of Aeron and the wait
+//! strategies of the Disruptor, as one configurable enum.
+//!
+//! | strategy | when idle | wake-up latency | CPU when idle |
+//! |---|---|---|---|
+//! | [`BusySpin`](IdleStrategy::BusySpin) | spins (`spin_loop` hint) | lowest | a whole core |
+//! | [`Yielding`](IdleStrategy::Yielding) | spins, then yields the core | low | a core, shared |
+//! | [`Backoff`](IdleStrategy::Backoff) | spins, yields, then parks in growing steps | low, then up to `max_park` unless woken | little |
+//! | [`Blocking`](IdleStrategy::Blocking) | parks until the writer wakes it | a wake-up (µs) | none |
+//!
+//! Busy-spinning only pays when every spinning thread has a core of its own; with more
+//! spinning threads than cores the one being waited on may not get a core for a whole time
+//! slice. A thread whose strategy parks registers with the rings it reads, and their writers
+//! unpark it (see `ring::wake`), so [`Backoff`](IdleStrategy::Backoff) and
+//! [`Blocking`](IdleStrategy::Blocking) wake promptly rather than at their timeout.
+
+use std::time::Duration;
+
+/// How a thread waits when it has no work. `Copy` configuration; the state lives in
+/// [`Idler`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleStrategy {
+    /// Spin without giving up the core.
+    BusySpin,
+    /// Spin `spins` times, then yield the core on every further idle round.
+    Yielding {
+        /// Idle rounds spent spinning before yielding.
+        spins: u32,
+    },
+    /// Spin, then yield, then park for `min_park` doubling up to `max_park`; a writer that
+    /// publishes wakes the thread early.
+    Backoff {
+        /// Idle rounds spent spinning.
+        spins: u32,
+        /// Idle rounds spent yielding after spinning.
+        yields: u32,
+        /// First park duration.
+        min_park: Duration,
+        /// Longest park duration.
+        max_park: Duration,
+    },
+    /// Park until a writer wakes the thread, re-checking after `timeout` at the latest.
+    Blocking {
+        /// Longest park before looking again (a safety net, not the wake-up mechanism).
+        timeout: Duration,
+    },
+}
+
+impl IdleStrategy {
+    /// Spin-then-yield with 100 spins: the default for tests and 2-core machines.
+    pub const YIELDING: Self = Self::Yielding { spins: 100 };
+
+    /// Backoff from 1 µs to 1 ms of parking after 100 spins and 100 yields.
+    pub const BACKOFF: Self = Self::Backoff {
+        spins: 100,
+        yields: 100,
+        min_park: Duration::from_micros(1),
+        max_park: Duration::from_millis(1),
+    };
+
+    /// Blocking with a 100 ms safety-net timeout.
+    pub const BLOCKING: Self = Self::Blocking {
+        timeout: Duration::from_millis(100),
+    };
+
+    /// How a writer waits for room in a full ring: it spins briefly, yields, then parks in
+    /// steps up to 100 µs, so a full ring never takes the core its subscribers need (the
+    /// `disruptor` crate's writer spins there, and collapses when oversubscribed).
+    pub const WRITER_DEFAULT: Self = Self::Backoff {
+        spins: 64,
+        yields: 64,
+        min_park: Duration::from_micros(1),
+        max_park: Duration::from_micros(100),
+    };
+
+    /// Whether the strategy ever parks the thread (and so wants writers to wake it).
+    pub fn parks(&self) -> bool {
+        matches!(self, Self::Backoff { .. } | Self::Blocking { .. })
+    }
+}
+
+impl Default for IdleStrategy {
+    fn default() -> Self {
+        Self::BACKOFF
+    }
+}
+
+impl std::fmt::Display for IdleStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BusySpin => write!(f, "busy-spin"),
+            Self::Yielding { spins } => write!(f, "yielding({spins} spins)"),
+            Self::Backoff { max_park, .. } => write!(f, "backoff(park <= {max_park:?})"),
+            Self::Blocking { .. } => write!(f, "blocking"),
+        }
+    }
+}
+
+impl std::str::FromStr for IdleStrategy {
+    type Err = String;
+
+    /// Parses `busy-spin`, `yielding`, `backoff` or `blocking` (with the defaults above).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "busy-spin" | "busyspin" | "spin" => Ok(Self::BusySpin),
+            "yielding" | "yield" => Ok(Self::YIELDING),
+            "backoff" => Ok(Self::BACKOFF),
+            "blocking" | "block" => Ok(Self::BLOCKING),
+            other => Err(format!(
+                "unknown idle strategy `{other}` (expected busy-spin, yielding, backoff or blocking)"
+            )),
+        }
+    }
+}
+
+/// What an idle round should do, as decided by an [`Idler`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleStep {
+    /// Issue a spin-loop hint and look again.
+    Spin,
+    /// Yield the core to another thread, then look again.
+    Yield,
+    /// Park the thread for at most this long (a writer may wake it earlier).
+    Park(Duration),
+}
+
+/// The state of one thread's idle strategy: how many idle rounds in a row it has had.
+#[derive(Debug, Clone)]
+pub struct Idler {
+    strategy: IdleStrategy,
+    rounds: u32,
+    park: Duration,
+}
+
+impl Idler {
+    /// A fresh idler for `strategy`.
+    pub fn new(strategy: IdleStrategy) -> Self {
+        Self {
+            strategy,
+            rounds: 0,
+            park: Duration::ZERO,
+        }
+    }
+
+    /// The strategy this idler follows.
+    pub fn strategy(&self) -> IdleStrategy {
+        self.strategy
+    }
+
+    /// Call after a round that did work: the next idle round starts from the beginning.
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.rounds = 0;
+    }
+
+    /// The step for the next idle round.
+    #[inline]
+    pub fn step(&mut self) -> IdleStep {
+        let round = self.rounds;
+        self.rounds = self.rounds.saturating_add(1);
+        match self.strategy {
+            IdleStrategy::BusySpin => IdleStep::Spin,
+            IdleStrategy::Yielding { spins } => {
+                if round < spins {
+                    IdleStep::Spin
+                } else {
+                    IdleStep::Yield
+                }
+            }
+            IdleStrategy::Backoff {
+                spins,
+                yields,
+                min_park,
+                max_park,
+            } => {
+                if round < spins {
+                    IdleStep::Spin
+                } else if round < spins.saturating_add(yields) {
+                    self.park = min_park;
+                    IdleStep::Yield
+                } else {
+                    let park = self.park.max(min_park).min(max_park);
+                    self.park = park.saturating_mul(2);
+                    IdleStep::Park(park)
+                }
+            }
+            IdleStrategy::Blocking { timeout } => IdleStep::Park(timeout),
+        }
+    }
+
+    /// One idle round for a thread that nobody wakes (a writer waiting for room, a test
+    /// loop): parks are plain timed sleeps.
+    #[inline]
+    pub fn idle_standalone(&mut self) {
+        match self.step() {
+            IdleStep::Spin => core::hint::spin_loop(),
+            IdleStep::Yield => std::thread::yield_now(),
+            // Nobody unparks a standalone waiter, so a long block is capped to 100 µs.
+            IdleStep::Park(d) => std::thread::park_timeout(d.min(Duration::from_micros(100))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_spins_then_yields_then_parks_doubling_to_the_cap() {
+        let mut idler = Idler::new(IdleStrategy::Backoff {
+            spins: 2,
+            yields: 1,
+            min_park: Duration::from_micros(10),
+            max_park: Duration::from_micros(30),
+        });
+        let steps: Vec<_> = (0..7).map(|_| idler.step()).collect();
+        use IdleStep::*;
+        assert_eq!(
+            steps,
+            [
+                Spin,
+                Spin,
+                Yield,
+                Park(Duration::from_micros(10)),
+                Park(Duration::from_micros(20)),
+                Park(Duration::from_micros(30)),
+                Park(Duration::from_micros(30)),
+            ]
+        );
+        idler.reset();
+        assert_eq!(idler.step(), Spin);
+    }
+
+    #[test]
+    fn parses_the_documented_names() {
+        assert_eq!(
+            "busy-spin".parse::<IdleStrategy>(),
+            Ok(IdleStrategy::BusySpin)
+        );
+        assert_eq!(
+            "blocking".parse::<IdleStrategy>(),
+            Ok(IdleStrategy::BLOCKING)
+        );
+        let err = "nap".parse::<IdleStrategy>().unwrap_err();
+        assert!(err.contains("nap"), "{err}");
+    }
+}

@@ -1,0 +1,204 @@
+use super::*;
+
+fn ring(capacity: usize) -> RingBuilder<u64> {
+    RingBuilder::new(capacity).expect("power of two")
+}
+
+#[test]
+fn capacity_must_be_a_power_of_two() {
+    assert_eq!(
+        RingBuilder::<u64>::new(0).err(),
+        Some(RingError::Capacity(0))
+    );
+    assert_eq!(
+        RingBuilder::<u64>::new(12).err(),
+        Some(RingError::Capacity(12))
+    );
+    assert_eq!(ring(4).build().err(), Some(RingError::NoSubscribers));
+}
+
+#[test]
+fn wraps_around_many_times_in_order() {
+    let mut b = ring(4);
+    let mut sub = b.subscriber("s");
+    let mut publisher = b.build().expect("subscribed");
+    let mut expected = 0u64;
+    for round in 0..1000u64 {
+        for i in 0..3 {
+            publisher
+                .try_publish(|slot| *slot = round * 3 + i)
+                .expect("room");
+        }
+        sub.poll(|v, seq, _| {
+            assert_eq!((*v, seq), (expected, expected));
+            expected += 1;
+        });
+    }
+    assert_eq!(expected, 3000);
+}
+
+#[test]
+fn writer_never_overwrites_a_slot_a_gating_subscriber_holds() {
+    let mut b = ring(4);
+    let mut slow = b.subscriber("slow");
+    let mut fast = b.subscriber("fast");
+    let mut publisher = b.build().expect("subscribed");
+    for v in 0..4 {
+        publisher.try_publish(|slot| *slot = v).expect("room");
+    }
+    fast.poll(|_, _, _| {});
+    // `slow` still holds sequence 0: the ring is full for the writer.
+    assert_eq!(
+        publisher.try_publish(|slot| *slot = 99),
+        Err(ClaimError::Full { free: 0 })
+    );
+    assert!(matches!(
+        publisher.try_claim(1),
+        Err(ClaimError::Full { .. })
+    ));
+    // Reading one frees exactly one slot.
+    assert_eq!(slow.poll_up_to(1, |v, _, _| assert_eq!(*v, 0)), 1);
+    assert_eq!(publisher.try_publish(|slot| *slot = 4), Ok(4));
+    assert!(publisher.try_publish(|slot| *slot = 5).is_err());
+    let mut seen = Vec::new();
+    slow.poll(|v, _, _| seen.push(*v));
+    assert_eq!(seen, [1, 2, 3, 4]);
+}
+
+#[test]
+fn downstream_never_sees_what_upstream_has_not_finished() {
+    let mut b = ring(8);
+    let mut a = b.subscriber("a");
+    let mut c = b.subscriber("c");
+    let mut d = b.subscriber_after("d", &[&a, &c]);
+    let mut publisher = b.build().expect("subscribed");
+    for v in 0..6 {
+        publisher.try_publish(|slot| *slot = v).expect("room");
+    }
+    assert_eq!(d.poll(|_, _, _| {}), 0, "nothing finished upstream yet");
+    assert_eq!(a.poll_up_to(4, |_, _, _| {}), 4);
+    assert_eq!(d.poll(|_, _, _| {}), 0, "c has finished nothing");
+    assert_eq!(c.poll_up_to(2, |_, _, _| {}), 2);
+    assert_eq!(d.available(), 2, "the slower upstream bounds the barrier");
+    let mut seen = Vec::new();
+    d.poll(|v, _, _| seen.push(*v));
+    assert_eq!(seen, [0, 1]);
+    // The writer is gated by `d` alone now (a and c are depended on), and d is at 2.
+    for v in 6..10 {
+        publisher
+            .try_publish(|slot| *slot = v)
+            .expect("room up to d + 8");
+    }
+    assert!(publisher.try_publish(|slot| *slot = 10).is_err());
+}
+
+#[test]
+fn batches_end_where_the_available_events_end() {
+    let mut b = ring(16);
+    let mut sub = b.subscriber("s");
+    let mut publisher = b.build().expect("subscribed");
+    let mut claim = publisher.try_claim(5).expect("room");
+    for i in 0..5 {
+        *claim.slot_mut(i) = i as u64;
+    }
+    claim.commit();
+    let mut ends = Vec::new();
+    assert_eq!(sub.poll_up_to(3, |_, seq, end| ends.push((seq, end))), 3);
+    assert_eq!(sub.poll(|_, seq, end| ends.push((seq, end))), 2);
+    assert_eq!(
+        ends,
+        [(0, false), (1, false), (2, true), (3, false), (4, true)]
+    );
+}
+
+#[test]
+fn uncommitted_claims_publish_nothing_and_partial_commits_publish_a_prefix() {
+    let mut b = ring(8);
+    let mut sub = b.subscriber("s");
+    let mut publisher = b.build().expect("subscribed");
+    {
+        let mut claim = publisher.try_claim(3).expect("room");
+        *claim.slot_mut(0) = 7;
+    } // dropped without commit
+    assert_eq!(sub.available(), 0);
+    let mut claim = publisher.try_claim_up_to(100).expect("room");
+    assert_eq!(claim.len(), 8, "capped at what is free");
+    *claim.slot_mut(0) = 1;
+    *claim.slot_mut(1) = 2;
+    claim.commit_first(2);
+    let mut seen = Vec::new();
+    sub.poll(|v, _, _| seen.push(*v));
+    assert_eq!(seen, [1, 2]);
+    assert_eq!(publisher.published(), 2);
+    assert_eq!(publisher.try_claim(9).err(), Some(ClaimError::TooLarge));
+}
+
+#[test]
+fn peek_and_advance_read_one_at_a_time() {
+    let mut b = ring(4);
+    let mut sub = b.subscriber("s");
+    let mut publisher = b.build().expect("subscribed");
+    assert!(sub.peek().is_none());
+    publisher.try_publish(|slot| *slot = 42).expect("room");
+    assert_eq!(sub.peek(), Some(&42));
+    sub.advance();
+    assert!(sub.peek().is_none());
+    assert_eq!(sub.sequence(), 1);
+}
+
+#[test]
+fn dropping_the_writer_lets_subscribers_drain_then_finish() {
+    let mut b = ring(8);
+    let mut sub = b.subscriber("s");
+    let mut publisher = b.build().expect("subscribed");
+    publisher.try_publish(|slot| *slot = 1).expect("room");
+    drop(publisher);
+    assert!(!sub.is_drained(), "one event still to read");
+    assert_eq!(sub.poll(|_, _, _| {}), 1);
+    assert!(sub.is_drained() && sub.is_finished());
+}
+
+#[test]
+fn dropping_a_subscriber_mid_stream_halts_the_writer_instead_of_hanging_it() {
+    let mut b = ring(2);
+    let sub = b.subscriber("s");
+    let mut publisher = b.build().expect("subscribed");
+    publisher.try_publish(|slot| *slot = 1).expect("room");
+    drop(sub);
+    publisher.try_publish(|slot| *slot = 2).expect("room");
+    assert_eq!(publisher.publish(|slot| *slot = 3), Err(ClaimError::Halted));
+    assert!(publisher.is_halted());
+}
+
+#[test]
+fn blocking_publish_waits_for_a_subscriber_on_another_thread() {
+    let mut b = ring(8);
+    let mut sub = b.subscriber("s");
+    let mut publisher = b.build().expect("subscribed");
+    const N: u64 = 100_000;
+    let reader = std::thread::spawn(move || {
+        let mut expected = 0u64;
+        let mut idler = crate::idle::Idler::new(crate::idle::IdleStrategy::YIELDING);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while expected < N {
+            let n = sub.poll(|v, _, _| {
+                assert_eq!(*v, expected);
+                expected += 1;
+            });
+            if n == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "reader timed out at {expected}"
+                );
+                idler.idle_standalone();
+            } else {
+                idler.reset();
+            }
+        }
+        expected
+    });
+    for v in 0..N {
+        publisher.publish(|slot| *slot = v).expect("not halted");
+    }
+    assert_eq!(reader.join().expect("reader ok"), N);
+}

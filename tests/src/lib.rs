@@ -1,0 +1,1 @@
+//! End-to-end tests across tickwire crates live in `tests/`; this library is empty.
