@@ -280,10 +280,11 @@ impl<F: Feed> IngestAgent<F> {
     pub fn new(feed: F, publisher: Publisher<Event>) -> Self {
         Self {
             name: format!("ingest:{}", feed.name()),
+            // A claim must hold the feed's largest message, or the agent would never poll.
+            batch: INGEST_BATCH.max(feed.max_events_per_message()),
             feed,
             publisher: Some(publisher),
             stop: None,
-            batch: INGEST_BATCH,
             error: None,
             halted: false,
             published: 0,
