@@ -34,6 +34,7 @@ use tickwire_engine::event::Event;
 use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_engine::ring::{Claim, ClaimError, Publisher};
 
+pub mod journal;
 pub mod synthetic;
 
 /// Where in its input a feed found a problem.
