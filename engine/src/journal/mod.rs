@@ -71,8 +71,9 @@
 //! | 252 | 4 | CRC-32C of bytes 0..252 |
 //! | 256 | 3840 | 60 records of 64 bytes: [`Event::as_bytes`](crate::event::Event::as_bytes) |
 //!
-//! The checksum of the record with sequence `s` is CRC-32C over `s` (u64) followed by its
-//! 64 bytes: a zeroed slot, or a valid record at the wrong place, does not verify. The
+//! The checksum of the record with sequence `s` is the CRC-32C of its 64 bytes XORed with
+//! the high 32 bits of `s × 0x9E3779B97F4A7C15` (wrapping): a zeroed slot, or a valid
+//! record at the wrong place, does not verify. The
 //! last block is not padded: a segment holding `r` records is exactly
 //! `header_len + 4096 ⌊(r-1)/60⌋ + 256 + 64 ((r-1) mod 60 + 1)` bytes long. So record `s`
 //! is at `header_len + 4096 ⌊i/60⌋ + 256 + 64 (i mod 60)` with `i = s - first`: O(1)
