@@ -349,7 +349,9 @@ impl Quote {
     /// sides are present.
     #[inline]
     pub fn mid_px(&self) -> i64 {
-        self.bid_px.midpoint(self.ask_px)
+        // What `i64::midpoint` computes (stable only since 1.87, above our MSRV of 1.85):
+        // the sum in i128, divided with truncation, so it cannot overflow.
+        ((i128::from(self.bid_px) + i128::from(self.ask_px)) / 2) as i64
     }
 
     /// Ask minus bid, 10⁻⁹ units.

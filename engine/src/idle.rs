@@ -241,7 +241,9 @@ mod tests {
             "blocking".parse::<IdleStrategy>(),
             Ok(IdleStrategy::BLOCKING)
         );
-        let err = "nap".parse::<IdleStrategy>().unwrap_err();
+        let err = "nap"
+            .parse::<IdleStrategy>()
+            .expect_err("\"nap\" names no strategy");
         assert!(err.contains("nap"), "{err}");
     }
 }

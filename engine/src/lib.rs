@@ -51,6 +51,8 @@ pub mod clock;
 pub mod event;
 pub mod idle;
 pub mod instrument;
+#[cfg(not(loom))]
+pub mod journal;
 pub mod latency;
 pub mod ring;
 mod sync;

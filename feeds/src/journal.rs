@@ -1,0 +1,243 @@
+//! The journal feed: replays a recorded journal into the ring, from a sequence or a
+//! receive time, as fast as the ring takes it.
+//!
+//! It reads a [`JournalReader`] (memory-mapped, checksums verified when the reader
+//! opened) and copies events into the sink a block at a time; events keep their recorded
+//! timestamps, so a replay driven by event time gives the same results twice.
+//!
+//! ```
+//! use tickwire_engine::event::Event;
+//! use tickwire_engine::journal::{JournalConfig, JournalWriter};
+//! use tickwire_feeds::journal::JournalFeed;
+//! use tickwire_feeds::{Feed, FeedStatus, Sink};
+//!
+//! let dir = std::env::temp_dir().join(format!("tickwire-feed-doc-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! let mut writer = JournalWriter::open(&dir, JournalConfig::default())?;
+//! for i in 0..100 {
+//!     writer.append(&Event::new(0, 0, i, 1_000 + i))?; // receive_ts 1000.., ns
+//! }
+//! writer.close()?;
+//!
+//! let mut feed = JournalFeed::open(&dir)?.from_time(1_090);
+//! let mut buf = [Event::default(); 64];
+//! let mut sink = Sink::from_slice(&mut buf);
+//! assert_eq!(feed.poll(&mut sink)?, FeedStatus::End);
+//! assert_eq!(sink.written(), 10);
+//! assert_eq!(sink.events()[0].receive_ts, 1_090);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::Path;
+
+use tickwire_engine::instrument::InstrumentRegistry;
+use tickwire_engine::journal::{JournalError, JournalReader};
+
+use crate::{Feed, FeedError, FeedStatus, Sink};
+
+/// A [`Feed`] reading a journal from a sequence (or time) to its end (or a sequence).
+#[derive(Debug)]
+pub struct JournalFeed {
+    name: String,
+    reader: JournalReader,
+    next: u64,
+    end: u64,
+}
+
+impl JournalFeed {
+    /// Opens the journal in `dir` ([`JournalReader::open`]: verified, torn tail cut) and
+    /// replays it from its first record.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, JournalError> {
+        JournalReader::open(dir).map(Self::new)
+    }
+
+    /// Replays `reader` from its first record to its end.
+    pub fn new(reader: JournalReader) -> Self {
+        Self {
+            name: format!("journal:{}", reader.dir().display()),
+            next: reader.first_sequence(),
+            end: reader.end_sequence(),
+            reader,
+        }
+    }
+
+    /// Starts at sequence `sequence` (clamped to the journal).
+    pub fn from_sequence(mut self, sequence: u64) -> Self {
+        self.next = sequence.clamp(self.reader.first_sequence(), self.reader.end_sequence());
+        self
+    }
+
+    /// Starts at the first record received at or after `receive_ns` (ns since the Unix
+    /// epoch), by [`JournalReader::seek_time`].
+    pub fn from_time(mut self, receive_ns: u64) -> Self {
+        self.next = self.reader.seek_time(receive_ns);
+        self
+    }
+
+    /// Stops before sequence `end` (clamped to the journal).
+    pub fn until_sequence(mut self, end: u64) -> Self {
+        self.end = end.min(self.reader.end_sequence());
+        self
+    }
+
+    /// The sequence of the next event the feed writes.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The journal.
+    pub fn reader(&self) -> &JournalReader {
+        &self.reader
+    }
+}
+
+impl Feed for JournalFeed {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn poll(&mut self, sink: &mut Sink<'_>) -> Result<FeedStatus, FeedError> {
+        while self.next < self.end && sink.remaining() > 0 {
+            let run = self.reader.run(self.next);
+            let take = run
+                .len()
+                .min(sink.remaining())
+                .min((self.end - self.next) as usize);
+            if take == 0 {
+                break; // the reader holds no more (cannot happen below its end sequence)
+            }
+            for event in &run[..take] {
+                sink.push(*event);
+            }
+            self.next += take as u64;
+        }
+        Ok(if self.next >= self.end {
+            FeedStatus::End
+        } else {
+            FeedStatus::Active
+        })
+    }
+
+    fn instruments(&self) -> &InstrumentRegistry {
+        self.reader.instruments()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tickwire_engine::agent::{HandlerAgent, Layout, ThreadSpec};
+    use tickwire_engine::event::Event;
+    use tickwire_engine::idle::IdleStrategy;
+    use tickwire_engine::journal::{FsyncPolicy, JournalConfig, JournalWriter};
+    use tickwire_engine::ring::RingBuilder;
+
+    use super::*;
+    use crate::IngestAgent;
+    use crate::synthetic::{SyntheticConfig, SyntheticFeed};
+
+    /// `n` synthetic events and the feed's instruments.
+    fn synthetic(n: usize) -> (Vec<Event>, InstrumentRegistry) {
+        let mut feed = SyntheticFeed::new(SyntheticConfig {
+            rate: 1_000_000, // 1 µs apart in simulated time
+            events: Some(n as u64),
+            ..SyntheticConfig::default()
+        });
+        let mut events = vec![Event::default(); n];
+        let mut sink = Sink::from_slice(&mut events);
+        feed.poll(&mut sink).expect("synthetic never fails");
+        assert_eq!(sink.written(), n);
+        (events, feed.instruments().clone())
+    }
+
+    fn record(dir: &Path, events: &[Event], instruments: InstrumentRegistry) {
+        let mut writer = JournalWriter::open(
+            dir,
+            JournalConfig {
+                segment_bytes: 64 << 10, // rolls every 900 events
+                fsync: FsyncPolicy::Never,
+                instruments,
+                ..JournalConfig::default()
+            },
+        )
+        .expect("open writer");
+        writer.append_batch(events).expect("append");
+        writer.close().expect("close");
+    }
+
+    fn drain(feed: &mut JournalFeed, chunk: usize) -> Vec<Event> {
+        let mut out = Vec::new();
+        let mut buf = vec![Event::default(); chunk];
+        loop {
+            let mut sink = Sink::from_slice(&mut buf);
+            let status = feed.poll(&mut sink).expect("journal feed never fails");
+            out.extend_from_slice(sink.events());
+            if status == FeedStatus::End {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn replays_the_recorded_events_from_a_sequence_or_a_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (events, instruments) = synthetic(5_000);
+        record(dir.path(), &events, instruments.clone());
+
+        let mut feed = JournalFeed::open(dir.path()).expect("open");
+        assert_eq!(feed.instruments(), &instruments);
+        assert_eq!(drain(&mut feed, 37), events);
+
+        let mut feed = JournalFeed::open(dir.path())
+            .expect("open")
+            .from_sequence(1234)
+            .until_sequence(4000);
+        assert_eq!(drain(&mut feed, 256), events[1234..4000]);
+
+        let t = events[3210].receive_ts;
+        let mut feed = JournalFeed::open(dir.path()).expect("open").from_time(t);
+        assert_eq!(feed.position(), 3210);
+        assert_eq!(drain(&mut feed, 1000), events[3210..]);
+    }
+
+    #[test]
+    fn replays_through_the_ingest_agent_into_a_ring() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (events, instruments) = synthetic(20_000);
+        record(dir.path(), &events, instruments);
+
+        let mut ring = RingBuilder::<Event>::new(1024).expect("power of two");
+        let subscriber = ring.subscriber("check");
+        let publisher = ring.build().expect("one subscriber");
+        let feed = JournalFeed::open(dir.path()).expect("open");
+        let expected = events.clone();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let mismatches = Arc::new(AtomicUsize::new(0));
+        let (seen_in, mismatches_in) = (Arc::clone(&seen), Arc::clone(&mismatches));
+        let check = HandlerAgent::new(subscriber, move |e: &Event, sequence: u64, _| {
+            if expected.get(sequence as usize) != Some(e) {
+                mismatches_in.fetch_add(1, Ordering::Relaxed);
+            }
+            seen_in.fetch_add(1, Ordering::Relaxed);
+        });
+        let pipeline = Layout::new()
+            .thread(
+                ThreadSpec::new("replay")
+                    .idle(IdleStrategy::YIELDING)
+                    .agent(IngestAgent::new(feed, publisher))
+                    .agent(check),
+            )
+            .spawn()
+            .expect("spawn");
+        pipeline
+            .join_timeout(Duration::from_secs(30))
+            .expect("clean shutdown");
+        // Relaxed: `join` ordered the handler thread's writes before these loads.
+        assert_eq!(seen.load(Ordering::Relaxed), events.len());
+        assert_eq!(mismatches.load(Ordering::Relaxed), 0);
+    }
+}
