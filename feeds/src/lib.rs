@@ -35,6 +35,7 @@ use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_engine::ring::{Claim, ClaimError, Publisher};
 
 pub mod book;
+pub mod itch;
 pub mod synthetic;
 
 /// Where in its input a feed found a problem.
