@@ -568,3 +568,313 @@ impl Feed for MoldUdpFeed {
         self.builder.instruments()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::itch::generator::{GeneratorConfig, ItchGenerator};
+    use crate::itch::messages::{AddOrderData, Header, OrderDeleteData, StockDirectoryData};
+    use proptest::prelude::*;
+    use std::time::{Duration, Instant};
+    use tickwire_engine::clock::ManualClock;
+    use tickwire_engine::event::{Event, EventKind};
+
+    const SESSION: [u8; SESSION_LEN] = *b"0000012345";
+
+    fn add(order_ref: u64, price: u32) -> MessageData {
+        MessageData::AddOrder(AddOrderData {
+            header: Header {
+                stock_locate: 1,
+                ..Header::default()
+            },
+            order_ref,
+            side: b'B',
+            shares: 100,
+            stock: *b"ZVZZT   ",
+            price,
+        })
+    }
+
+    fn directory() -> MessageData {
+        MessageData::StockDirectory(StockDirectoryData {
+            header: Header {
+                stock_locate: 1,
+                ..Header::default()
+            },
+            stock: *b"ZVZZT   ",
+            ..StockDirectoryData::default()
+        })
+    }
+
+    fn packet(sequence: u64, messages: &[MessageData]) -> Vec<u8> {
+        let mut w = MoldPacketWriter::new(SESSION, sequence);
+        for m in messages {
+            w.push(m).expect("fits");
+        }
+        w.into_bytes()
+    }
+
+    struct Loopback {
+        feed: MoldUdpFeed,
+        sender: UdpSocket,
+        to: SocketAddr,
+    }
+
+    impl Loopback {
+        fn new() -> Self {
+            let feed = MoldUdpFeed::bind("127.0.0.1:0", ItchConfig::default())
+                .expect("bind loopback")
+                .with_clock(Arc::new(ManualClock::new(11)));
+            let to = feed.local_addr().expect("bound");
+            let sender = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+            Self { feed, sender, to }
+        }
+
+        fn send(&self, datagram: &[u8]) {
+            self.sender
+                .send_to(datagram, self.to)
+                .expect("send on loopback");
+        }
+
+        /// Polls until `datagrams` datagrams have been taken in (or 5 s pass), then drains
+        /// what is buffered; the events and the errors seen.
+        fn receive(&mut self, datagrams: u64) -> (Vec<Event>, Vec<FeedError>) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let (mut events, mut errors) = (Vec::new(), Vec::new());
+            let mut slots = [Event::default(); 16];
+            loop {
+                let mut sink = Sink::from_slice(&mut slots);
+                let status = self.feed.poll(&mut sink);
+                events.extend_from_slice(sink.events());
+                match status {
+                    Ok(FeedStatus::End) => break,
+                    Ok(FeedStatus::Idle) if self.feed.stats().datagrams >= datagrams => break,
+                    Ok(FeedStatus::Idle) => std::thread::sleep(Duration::from_millis(1)),
+                    Ok(FeedStatus::Active) => {}
+                    Err(e) => errors.push(e),
+                }
+                assert!(Instant::now() < deadline, "timed out waiting for datagrams");
+            }
+            (events, errors)
+        }
+    }
+
+    #[test]
+    fn packets_round_trip() {
+        let messages: Vec<MessageData> = ItchGenerator::new(&GeneratorConfig {
+            messages: 40,
+            ..GeneratorConfig::default()
+        })
+        .collect();
+        let bytes = packet(1_000, &messages);
+        let p = MoldPacket::parse(&bytes).expect("valid");
+        assert_eq!((p.session(), p.sequence()), (SESSION, 1_000));
+        assert_eq!(usize::from(p.message_count()), messages.len());
+        assert_eq!(p.next_sequence(), 1_000 + messages.len() as u64);
+        for ((seq, offset, m), (i, original)) in p.messages().zip(messages.iter().enumerate()) {
+            assert_eq!(seq, 1_000 + i as u64);
+            assert_eq!(&bytes[offset..offset + m.len()], m);
+            assert_eq!(decode(m).expect("valid").to_data(), *original);
+        }
+        let heartbeat = MoldPacketWriter::new(SESSION, 77).into_bytes();
+        let p = MoldPacket::parse(&heartbeat).expect("valid");
+        assert_eq!(
+            (p.kind(), p.next_sequence(), p.messages().count()),
+            (PacketKind::Heartbeat, 77, 0)
+        );
+        let end = MoldPacketWriter::end_of_session(SESSION, 78);
+        let p = MoldPacket::parse(&end).expect("valid");
+        assert_eq!(
+            (p.kind(), p.count(), p.message_count()),
+            (PacketKind::EndOfSession, 0xFFFF, 0)
+        );
+    }
+
+    #[test]
+    fn malformed_packets_name_the_offset() {
+        let good = packet(1, &[add(1, 100), add(2, 100)]);
+        let err = |bytes: &[u8]| MoldPacket::parse(bytes).expect_err("malformed");
+        assert_eq!(err(&good[..19]).offset, 0);
+        let second_block = HEADER_LEN + 2 + 36;
+        let e = err(&good[..good.len() - 1]);
+        assert_eq!(e.offset, second_block);
+        assert!(matches!(e.kind, DecodeErrorKind::Truncated { .. }));
+        let mut extra = good.clone();
+        extra.push(0);
+        assert_eq!(
+            err(&extra),
+            DecodeError {
+                offset: good.len(),
+                kind: DecodeErrorKind::TrailingBytes(1)
+            }
+        );
+        let mut empty = MoldPacketWriter::new(SESSION, 1);
+        empty.push_bytes(&[]).expect("the writer does not validate");
+        assert_eq!(
+            err(empty.bytes()),
+            DecodeError {
+                offset: HEADER_LEN,
+                kind: DecodeErrorKind::Empty
+            }
+        );
+        let mut heartbeat_with_body = MoldPacketWriter::new(SESSION, 1).into_bytes();
+        heartbeat_with_body.extend_from_slice(&[0, 1, b'S']);
+        assert!(matches!(
+            err(&heartbeat_with_body).kind,
+            DecodeErrorKind::TrailingBytes(3)
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            match MoldPacket::parse(&bytes) {
+                Ok(p) => {
+                    let mut seen = 0;
+                    for (_, offset, m) in p.messages() {
+                        prop_assert!(offset + m.len() <= bytes.len());
+                        let _ = decode(m);
+                        seen += 1;
+                    }
+                    prop_assert_eq!(seen, p.message_count());
+                }
+                Err(e) => prop_assert!(e.offset <= bytes.len()),
+            }
+        }
+
+        #[test]
+        fn truncated_packets_are_errors(cut in 0..1_000usize, count in 1..20u64) {
+            let messages: Vec<MessageData> = (0..count).map(|i| add(i + 1, 100)).collect();
+            let bytes = packet(5, &messages);
+            let cut = cut % bytes.len();
+            let e = MoldPacket::parse(&bytes[..cut]).expect_err("a strict prefix is not a packet");
+            prop_assert!(e.offset <= cut);
+        }
+    }
+
+    #[test]
+    fn live_messages_become_events_and_idle_means_nothing_arrived() {
+        let mut lo = Loopback::new();
+        let mut slots = [Event::default(); 8];
+        assert_eq!(
+            lo.feed
+                .poll(&mut Sink::from_slice(&mut slots))
+                .expect("idle"),
+            FeedStatus::Idle
+        );
+        lo.send(&packet(1, &[directory(), add(1, 100_000), add(2, 99_000)]));
+        lo.send(&MoldPacketWriter::new(SESSION, 4).into_bytes());
+        let (events, errors) = lo.receive(2);
+        assert!(errors.is_empty(), "{errors:?}");
+        let kinds: Vec<_> = events.iter().filter_map(Event::kind).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::BookDelta, EventKind::Quote, EventKind::BookDelta]
+        );
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| e.book_delta().map(|d| d.seq))
+            .collect();
+        assert_eq!(seqs, [2, 3], "events carry the MoldUDP64 sequence numbers");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.receive_ts == 11 && e.flags & flags::GAP == 0)
+        );
+        assert_eq!(lo.feed.instruments().symbol(0), Some("ZVZZT"));
+        assert_eq!(lo.feed.stats().heartbeats, 1);
+        assert_eq!(lo.feed.expected_sequence(), Some(4));
+    }
+
+    #[test]
+    fn gaps_are_flagged_and_counted_and_duplicates_skipped() {
+        let mut lo = Loopback::new();
+        lo.send(&packet(1, &[directory(), add(1, 100_000)]));
+        // Sequences 3 and 4 are lost.
+        lo.send(&packet(5, &[add(2, 99_000), add(3, 98_000)]));
+        // A replay of 5..6 and the new 7: only 7 is applied.
+        lo.send(&packet(
+            5,
+            &[add(2, 99_000), add(3, 98_000), add(4, 97_000)],
+        ));
+        let (events, errors) = lo.receive(3);
+        assert!(errors.is_empty(), "{errors:?}");
+        let gap_flagged: Vec<u64> = events
+            .iter()
+            .filter(|e| e.flags & flags::GAP != 0)
+            .filter_map(|e| e.book_delta().map(|d| d.order_id))
+            .collect();
+        assert_eq!(
+            gap_flagged,
+            [2],
+            "the first event after the gap carries the flag"
+        );
+        let stats = *lo.feed.stats();
+        assert_eq!(
+            (stats.gaps, stats.missed_messages, stats.duplicate_messages),
+            (1, 2, 2)
+        );
+        let adds = events.iter().filter(|e| e.book_delta().is_some()).count();
+        assert_eq!(adds, 4);
+        assert_eq!(lo.feed.expected_sequence(), Some(8));
+
+        // A heartbeat ahead of the expected sequence is a gap too.
+        lo.send(&MoldPacketWriter::new(SESSION, 10).into_bytes());
+        lo.send(&packet(10, &[add(5, 96_000)]));
+        let (events, _) = lo.receive(5);
+        assert_eq!(
+            events.first().map(|e| e.flags & flags::GAP),
+            Some(flags::GAP)
+        );
+        assert_eq!(lo.feed.stats().gaps, 2);
+        assert_eq!(lo.feed.stats().missed_messages, 4);
+    }
+
+    #[test]
+    fn a_bad_message_names_its_sequence_and_earlier_events_stay() {
+        let mut lo = Loopback::new();
+        let mut w = MoldPacketWriter::new(SESSION, 20);
+        w.push(&directory()).expect("fits");
+        w.push(&add(1, 100_000)).expect("fits");
+        w.push_bytes(b"Zbad").expect("fits");
+        w.push(&add(2, 100_100)).expect("fits");
+        lo.send(w.bytes());
+        lo.send(b"not a packet");
+        lo.send(&MoldPacketWriter::end_of_session(SESSION, 24));
+        let (events, errors) = lo.receive(3);
+        let ids: Vec<u64> = events
+            .iter()
+            .filter_map(|e| e.book_delta().map(|d| d.order_id))
+            .collect();
+        assert_eq!(ids, [1, 2], "the message after the bad one is applied too");
+        let positions: Vec<Position> = errors.iter().map(|e| e.position).collect();
+        assert_eq!(positions, [Position::Packet(22), Position::Packet(2)]);
+        assert!(
+            errors
+                .iter()
+                .all(|e| matches!(e.kind, FeedErrorKind::Malformed(_)))
+        );
+        let mut slots = [Event::default(); 4];
+        assert_eq!(
+            lo.feed
+                .poll(&mut Sink::from_slice(&mut slots))
+                .expect("ended"),
+            FeedStatus::End
+        );
+    }
+
+    #[test]
+    fn other_sessions_are_ignored() {
+        let mut lo = Loopback::new();
+        lo.send(&packet(1, &[directory()]));
+        let mut other = MoldPacketWriter::new(*b"OTHER00001", 2);
+        other
+            .push(&MessageData::OrderDelete(OrderDeleteData::default()))
+            .expect("fits");
+        lo.send(other.bytes());
+        let (_, errors) = lo.receive(2);
+        assert!(errors.is_empty());
+        assert_eq!(lo.feed.stats().foreign_session, 1);
+        assert_eq!(lo.feed.builder().stats().messages, 1);
+    }
+}
