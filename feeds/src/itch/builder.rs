@@ -210,8 +210,15 @@ struct Ctx {
 
 /// Hands out the slots of one message's events with the right header and flags: pending
 /// flags (a gap) on the first, [`flags::LAST`] on the last.
+///
+/// The header is written field by field into each slot rather than copied from a template
+/// event: a template built with narrow stores and copied with 16-byte loads defeats store
+/// forwarding, which `perf annotate` showed as the builder's hottest instructions.
 struct Emitter {
-    template: Event,
+    feed: u16,
+    instrument: InstrumentId,
+    exchange_ts: u64,
+    receive_ts: u64,
     first_flags: u8,
     total: usize,
     done: usize,
@@ -222,14 +229,19 @@ impl Emitter {
     fn slot<'s>(&mut self, sink: &'s mut Sink<'_>) -> Result<&'s mut Event, BuildError> {
         let remaining = sink.remaining();
         let slot = sink.next_slot().ok_or(BuildError::SinkFull(remaining))?;
-        *slot = self.template;
+        let mut bits = 0;
         if self.done == 0 {
-            slot.flags |= self.first_flags;
+            bits |= self.first_flags;
         }
         self.done += 1;
         if self.done == self.total {
-            slot.flags |= flags::LAST;
+            bits |= flags::LAST;
         }
+        slot.flags = bits;
+        slot.feed = self.feed;
+        slot.instrument = self.instrument;
+        slot.exchange_ts = self.exchange_ts;
+        slot.receive_ts = self.receive_ts;
         Ok(slot)
     }
 }
@@ -454,15 +466,11 @@ impl ItchBookBuilder {
 
     #[inline(always)]
     fn emitter(&self, ctx: Ctx, instrument: InstrumentId, total: usize) -> Emitter {
-        let mut template = Event::new(
-            self.config.feed_id,
-            instrument,
-            ctx.exchange_ts,
-            ctx.receive_ts,
-        );
-        template.flags = 0;
         Emitter {
-            template,
+            feed: self.config.feed_id,
+            instrument,
+            exchange_ts: ctx.exchange_ts,
+            receive_ts: ctx.receive_ts,
             first_flags: self.pending_flags,
             total,
             done: 0,
