@@ -345,7 +345,7 @@ pub struct Quote {
 }
 
 impl Quote {
-    /// Mid price, 10⁻⁹ units (rounded toward negative infinity). Meaningful only when both
+    /// Mid price, 10⁻⁹ units (rounded toward zero). Meaningful only when both
     /// sides are present.
     #[inline]
     pub fn mid_px(&self) -> i64 {

@@ -23,6 +23,8 @@
 //! assert!(books.execute(1, 1).is_err(), "order 1 is gone");
 //! ```
 
+use std::collections::hash_map::Entry;
+
 use rustc_hash::FxHashMap;
 use tickwire_engine::event::{Quote, Side};
 
@@ -305,18 +307,18 @@ impl OrderBooks {
         if side == Side::None {
             return Err(BookError::NoSide(order_id));
         }
-        if self.orders.contains_key(&order_id) {
-            return Err(BookError::DuplicateOrder(order_id));
+        // One probe of the order table (the entry), not two (contains, then insert).
+        match self.orders.entry(order_id) {
+            Entry::Occupied(_) => return Err(BookError::DuplicateOrder(order_id)),
+            Entry::Vacant(slot) => {
+                slot.insert(RestingOrder {
+                    instrument,
+                    side,
+                    price,
+                    size,
+                });
+            }
         }
-        self.orders.insert(
-            order_id,
-            RestingOrder {
-                instrument,
-                side,
-                price,
-                size,
-            },
-        );
         self.book_mut(instrument).side_mut(side).add(price, size, 1);
         Ok(())
     }
@@ -324,22 +326,23 @@ impl OrderBooks {
     /// Removes `size` from an order (an execution or a partial cancel); the order leaves
     /// the book when nothing remains. Returns the order as it was before.
     pub fn reduce(&mut self, order_id: u64, size: u64) -> Result<RestingOrder, BookError> {
-        let order = self
-            .orders
-            .get_mut(&order_id)
-            .ok_or(BookError::UnknownOrder(order_id))?;
-        let before = *order;
-        if size > order.size {
+        // One probe of the order table: a full fill removes through the same entry.
+        let Entry::Occupied(mut entry) = self.orders.entry(order_id) else {
+            return Err(BookError::UnknownOrder(order_id));
+        };
+        let before = *entry.get();
+        if size > before.size {
             return Err(BookError::Overfill {
                 order_id,
                 requested: size,
-                remaining: order.size,
+                remaining: before.size,
             });
         }
-        order.size -= size;
-        let gone = order.size == 0;
+        let gone = size == before.size;
         if gone {
-            self.orders.remove(&order_id);
+            entry.remove();
+        } else {
+            entry.get_mut().size -= size;
         }
         let book = self.book_mut(before.instrument);
         book.side_mut(before.side)

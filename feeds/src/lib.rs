@@ -36,6 +36,7 @@ use tickwire_engine::ring::{Claim, ClaimError, Publisher};
 
 pub mod book;
 pub mod journal;
+pub mod itch;
 pub mod synthetic;
 
 /// Where in its input a feed found a problem.
