@@ -34,7 +34,9 @@ use tickwire_engine::event::Event;
 use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_engine::ring::{Claim, ClaimError, Publisher};
 
+pub mod binance;
 pub mod book;
+pub mod decimal;
 pub mod synthetic;
 
 /// Where in its input a feed found a problem.
