@@ -36,6 +36,7 @@ use tickwire_engine::ring::{Claim, ClaimError, Publisher};
 
 pub mod binance;
 pub mod book;
+pub mod dbn;
 pub mod decimal;
 pub mod synthetic;
 
