@@ -106,9 +106,10 @@ use crate::book::OrderBook;
 use crate::decimal::{DecimalError, parse_price, parse_size};
 use crate::{Feed, FeedError, FeedErrorKind, FeedStatus, Position, Sink};
 
-/// Read buffer between the gzip decoder and the line splitter: 256 KiB, the knee of the
-/// throughput curve measured on the spot BTCUSDT recording (64 KiB: about 5 % slower;
-/// 1 MiB: no faster).
+/// Read buffer between the gzip decoder and the line splitter: 256 KiB, so one refill holds
+/// about a thousand average lines (270 bytes each in the spot BTCUSDT recording) and even the
+/// largest depth line (42 KB, USD-M) several times. Not tuned: `bench/benches/binance.rs`
+/// measures the whole path.
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Nanoseconds per millisecond, for Binance's `E` (ms since the Unix epoch).
