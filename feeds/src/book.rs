@@ -151,21 +151,35 @@ impl Levels {
     /// Sets the level at `price` to `size` (L2 feeds); `size == 0` removes it.
     #[inline]
     pub fn set(&mut self, price: i64, size: u64) {
+        self.replace(price, size);
+    }
+
+    /// Sets the level at `price` to `size` like [`set`](Self::set), and returns the size it
+    /// had (`None` if there was no level): one search where a lookup and a set take two.
+    #[inline]
+    pub fn replace(&mut self, price: i64, size: u64) -> Option<u64> {
         match (self.find(price), size) {
-            (Ok(i), 0) => {
-                self.levels.remove(i);
+            (Ok(i), 0) => Some(self.levels.remove(i).size),
+            (Ok(i), _) => Some(std::mem::replace(&mut self.levels[i].size, size)),
+            (Err(_), 0) => None,
+            (Err(i), _) => {
+                self.levels.insert(
+                    i,
+                    Level {
+                        price,
+                        size,
+                        orders: 0,
+                    },
+                );
+                None
             }
-            (Ok(i), _) => self.levels[i].size = size,
-            (Err(_), 0) => {}
-            (Err(i), _) => self.levels.insert(
-                i,
-                Level {
-                    price,
-                    size,
-                    orders: 0,
-                },
-            ),
         }
+    }
+
+    /// The level at `price`, if there is one.
+    #[inline]
+    pub fn level(&self, price: i64) -> Option<&Level> {
+        self.find(price).ok().map(|i| &self.levels[i])
     }
 
     /// The best level.
@@ -430,6 +444,11 @@ mod tests {
         assert_eq!(book.bids.best().map(|l| l.price), Some(99));
         book.bids.set(98, 0); // removing an absent level is a no-op
         assert_eq!(book.bids.len(), 1);
+        assert_eq!(book.bids.level(99).map(|l| l.size), Some(1));
+        assert_eq!(book.bids.replace(99, 4), Some(1));
+        assert_eq!(book.bids.replace(97, 2), None);
+        assert_eq!(book.bids.replace(99, 0), Some(4));
+        assert_eq!(book.bids.level(99), None);
     }
 
     #[test]

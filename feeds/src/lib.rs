@@ -34,9 +34,12 @@ use tickwire_engine::event::Event;
 use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_engine::ring::{Claim, ClaimError, Publisher};
 
+pub mod binance;
 pub mod book;
-pub mod journal;
+pub mod dbn;
+pub mod decimal;
 pub mod itch;
+pub mod journal;
 pub mod synthetic;
 
 /// Where in its input a feed found a problem.
