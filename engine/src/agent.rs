@@ -117,14 +117,16 @@ pub struct AgentContext {
 }
 
 impl AgentContext {
-    /// Asks the writer of `subscriber`'s ring to wake this thread when it parks. Agents that
-    /// read a ring call this in `on_start`; it does nothing when the thread never parks.
+    /// Asks whoever `subscriber` waits for (the ring's writer, or its upstream subscribers)
+    /// to wake this thread when it parks. Agents that read a ring call this in `on_start`;
+    /// it does nothing when the thread never parks.
     pub fn wake_on<T>(&mut self, subscriber: &Subscriber<T>) {
         if self.parks {
-            let list = subscriber.wake_list();
-            list.register(self.thread.clone());
-            if !self.wake_lists.iter().any(|l| Arc::ptr_eq(l, list)) {
-                self.wake_lists.push(Arc::clone(list));
+            for list in subscriber.wait_lists() {
+                list.register(self.thread.clone());
+                if !self.wake_lists.iter().any(|l| Arc::ptr_eq(l, list)) {
+                    self.wake_lists.push(Arc::clone(list));
+                }
             }
         }
     }
@@ -703,9 +705,6 @@ fn park(
     }
     if found == 0 {
         thread::park_timeout(duration);
-    }
-    for list in wake_lists {
-        list.end_sleep();
     }
 }
 

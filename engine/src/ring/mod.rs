@@ -187,6 +187,11 @@ impl<T> RingBuilder<T> {
     /// If an upstream subscriber belongs to another ring: that is a wiring bug, not a
     /// run-time condition.
     pub fn subscriber_after(&mut self, name: &str, upstream: &[&Subscriber<T>]) -> Subscriber<T> {
+        let waits_on: Box<[Arc<WakeList>]> = if upstream.is_empty() {
+            Box::new([Arc::clone(&self.shared.wake)])
+        } else {
+            upstream.iter().map(|up| Arc::clone(&up.wake)).collect()
+        };
         let barrier: Box<[Arc<Sequence>]> = upstream
             .iter()
             .map(|up| {
@@ -209,6 +214,8 @@ impl<T> RingBuilder<T> {
             shared: Arc::clone(&self.shared),
             sequence,
             barrier,
+            wake: Arc::new(WakeList::default()),
+            waits_on,
             next: 0,
             name: name.into(),
             _not_sync: PhantomData,
@@ -530,6 +537,11 @@ pub struct Subscriber<T> {
     sequence: Arc<Sequence>,
     /// Upstream subscribers' sequences; empty means "the writer's cursor".
     barrier: Box<[Arc<Sequence>]>,
+    /// Threads of downstream subscribers parked waiting for this one to advance.
+    wake: Arc<WakeList>,
+    /// The wake lists this subscriber's thread parks on: the writer's, or its upstream
+    /// subscribers'.
+    waits_on: Box<[Arc<WakeList>]>,
     /// Local copy of `sequence` (only we write it).
     next: u64,
     name: Box<str>,
@@ -650,6 +662,8 @@ impl<T> Subscriber<T> {
         // Release pairs with the Acquire loads in `Publisher::min_gating` (the writer may
         // now reuse these slots) and in downstream `Subscriber::available`.
         self.sequence.store(end, Ordering::Release);
+        // Downstream subscribers wait on us, not on the writer: wake any that parked.
+        self.wake.notify_if_sleeping();
     }
 
     /// Whether the writer is gone and this subscriber has read everything it published.
@@ -667,10 +681,12 @@ impl<T> Subscriber<T> {
             || (self.shared.halted.load(Ordering::Acquire) && self.next >= self.available())
     }
 
-    /// The wake list of this ring, which a parked subscriber's thread registers with so
-    /// the writer unparks it.
-    pub(crate) fn wake_list(&self) -> &Arc<WakeList> {
-        &self.shared.wake
+    /// The wake lists a parked subscriber's thread registers with: the writer's when it
+    /// reads the cursor, its upstream subscribers' when it depends on them. Whoever it waits
+    /// for unparks it.
+    #[cfg_attr(loom, allow(dead_code))] // used by the agent runner, which loom builds leave out
+    pub(crate) fn wait_lists(&self) -> &[Arc<WakeList>] {
+        &self.waits_on
     }
 }
 
@@ -681,6 +697,8 @@ impl<T> Drop for Subscriber<T> {
             self.shared.halted.store(true, Ordering::Release);
             self.shared.wake.notify_all();
         }
+        // Downstream subscribers may be parked on us: let them see the end (or the halt).
+        self.wake.notify_all();
     }
 }
 
