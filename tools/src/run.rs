@@ -276,7 +276,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let elapsed = started.elapsed();
     let report = pipeline.join();
     for hop in &mut hops {
-        let _ = hop.total.add(&hop.latency.take_interval());
+        let _ = hop.total.add(hop.latency.take_interval());
     }
     print_summary(&hops, elapsed);
     report.context("pipeline failed")?;
