@@ -349,7 +349,8 @@ impl Quote {
     /// sides are present.
     #[inline]
     pub fn mid_px(&self) -> i64 {
-        self.bid_px.midpoint(self.ask_px)
+        // `i64::midpoint` (the same, rounding toward zero) needs Rust 1.87; the MSRV is 1.85.
+        ((i128::from(self.bid_px) + i128::from(self.ask_px)) / 2) as i64
     }
 
     /// Ask minus bid, 10⁻⁹ units.
