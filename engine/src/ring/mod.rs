@@ -125,8 +125,9 @@ unsafe impl<T: Send> Send for Shared<T> {}
 /// single [`Publisher`].
 pub struct RingBuilder<T> {
     shared: Arc<Shared<T>>,
-    /// Each subscriber's sequence, and whether another subscriber depends on it.
-    subscribers: Vec<(Arc<Sequence>, bool)>,
+    /// Each subscriber's sequence, and whether another subscriber depends on it (shared with
+    /// the subscriber, which then wakes parked threads when it finishes a batch).
+    subscribers: Vec<(Arc<Sequence>, Arc<AtomicBool>)>,
 }
 
 impl<T> fmt::Debug for RingBuilder<T> {
@@ -197,17 +198,24 @@ impl<T> RingBuilder<T> {
                 );
                 for (sequence, depended_on) in &mut self.subscribers {
                     if Arc::ptr_eq(sequence, &up.sequence) {
-                        *depended_on = true;
+                        // Relaxed: read by the subscriber's own thread, which receives the
+                        // subscriber (and this store) through the thread spawn that moves it;
+                        // a stale `false` only delays a parked downstream thread to its
+                        // timeout.
+                        depended_on.store(true, Ordering::Relaxed);
                     }
                 }
                 Arc::clone(&up.sequence)
             })
             .collect();
         let sequence = Arc::new(CachePadded::new(AtomicU64::new(0)));
-        self.subscribers.push((Arc::clone(&sequence), false));
+        let depended_on = Arc::new(AtomicBool::new(false));
+        self.subscribers
+            .push((Arc::clone(&sequence), Arc::clone(&depended_on)));
         Subscriber {
             shared: Arc::clone(&self.shared),
             sequence,
+            depended_on,
             barrier,
             next: 0,
             name: name.into(),
@@ -224,7 +232,7 @@ impl<T> RingBuilder<T> {
         let gating: Box<[Arc<Sequence>]> = self
             .subscribers
             .into_iter()
-            .filter(|(_, depended_on)| !depended_on)
+            .filter(|(_, depended_on)| !depended_on.load(Ordering::Relaxed))
             .map(|(sequence, _)| sequence)
             .collect();
         Ok(Publisher {
@@ -530,6 +538,9 @@ pub struct Subscriber<T> {
     sequence: Arc<Sequence>,
     /// Upstream subscribers' sequences; empty means "the writer's cursor".
     barrier: Box<[Arc<Sequence>]>,
+    /// Whether another subscriber depends on this one: then finishing a batch may unblock
+    /// a parked downstream thread, which this subscriber must wake.
+    depended_on: Arc<AtomicBool>,
     /// Local copy of `sequence` (only we write it).
     next: u64,
     name: Box<str>,
@@ -650,6 +661,12 @@ impl<T> Subscriber<T> {
         // Release pairs with the Acquire loads in `Publisher::min_gating` (the writer may
         // now reuse these slots) and in downstream `Subscriber::available`.
         self.sequence.store(end, Ordering::Release);
+        // A downstream subscriber's thread may have parked waiting for this progress; only
+        // the writer's publishes would wake it otherwise, and a writer waiting for room (in
+        // a full ring gated by the downstream subscriber) publishes nothing.
+        if self.depended_on.load(Ordering::Relaxed) {
+            self.shared.wake.notify_if_sleeping();
+        }
     }
 
     /// Whether the writer is gone and this subscriber has read everything it published.
