@@ -5,6 +5,8 @@
 //! cargo bench -p tickwire-bench --bench ring                 # criterion, then the table
 //! RING_TABLE_ONLY=1 cargo bench -p tickwire-bench --bench ring   # the table only
 //! RING_TABLE=0 cargo bench -p tickwire-bench --bench ring -- 1p1c  # criterion only, filtered
+//! RING_TABLE_ONLY=1 RING_TABLE_RUNS=3 RING_TABLE_FILTER="pipeline3 tickwire" \
+//!     cargo bench -p tickwire-bench --bench ring                 # some table rows
 //! ```
 //!
 //! Each criterion iteration is one event: a sample publishes `iters` events through a
@@ -14,7 +16,26 @@
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use tickwire_bench::ring::{Scenario, TableConfig, cases, markdown, peer_table};
+use tickwire_bench::ring::{Scenario, TableConfig, cases, markdown, peer_table, single_thread};
+
+/// The publish and poll paths on one thread (no cache-line traffic): instruction cost.
+fn single_thread_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ring/single-thread");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(1));
+    for batch in [1, 64] {
+        group.bench_function(format!("tickwire/batch{batch}"), |b| {
+            b.iter_custom(|iters| single_thread::tickwire(iters, batch))
+        });
+        group.bench_function(format!("disruptor/batch{batch}"), |b| {
+            b.iter_custom(|iters| single_thread::disruptor(iters, batch))
+        });
+    }
+    group.finish();
+}
 
 fn ring_benches(c: &mut Criterion) {
     let cases = cases();
@@ -42,12 +63,25 @@ fn env_flag(name: &str) -> Option<bool> {
 fn main() {
     if env_flag("RING_TABLE_ONLY") != Some(true) {
         let mut criterion = Criterion::default().configure_from_args();
+        single_thread_benches(&mut criterion);
         ring_benches(&mut criterion);
         criterion.final_summary();
     }
     if env_flag("RING_TABLE") != Some(false) {
-        let config = TableConfig::default();
-        let rows = peer_table(&config, |_| true);
+        let mut config = TableConfig::default();
+        if let Some(runs) = std::env::var("RING_TABLE_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            config.runs = runs;
+        }
+        // Comma-separated substrings of `scenario implementation/idle/capacity`, any of
+        // which selects a case, e.g. `pipeline3 tickwire,1p3c-multicast tickwire`.
+        let filter = std::env::var("RING_TABLE_FILTER").unwrap_or_default();
+        let rows = peer_table(&config, |case| {
+            let name = format!("{} {}", case.scenario.name(), case.label());
+            filter.split(',').any(|f| name.contains(f))
+        });
         println!("\n## Peer table (median of {} runs)\n", config.runs);
         print!("{}", markdown(&rows));
     }

@@ -246,23 +246,34 @@ impl Drop for Watchdog {
 
 /// Which core each of a scenario's threads runs on: one core each when there are at least
 /// as many cores as threads (thread `i` on the `i`th available core), none otherwise.
+/// `RING_NO_PIN=1` in the environment turns pinning off (on a machine shared with other
+/// work, a pinned spinning thread cannot move away from a busy core).
 #[derive(Debug, Clone)]
 pub struct Pinning {
     cores: Option<Vec<usize>>,
+    oversubscribed: bool,
 }
 
 impl Pinning {
     /// The pinning for `threads` spinning threads on this machine.
     pub fn for_threads(threads: usize) -> Self {
         let available = tickwire_engine::agent::available_cores();
+        let oversubscribed = available.len() < threads;
+        let no_pin = std::env::var("RING_NO_PIN").is_ok_and(|v| v != "0" && !v.is_empty());
         Self {
-            cores: (available.len() >= threads).then_some(available),
+            cores: (!oversubscribed && !no_pin).then_some(available),
+            oversubscribed,
         }
     }
 
     /// Whether the scenario has more threads than cores.
     pub fn oversubscribed(&self) -> bool {
-        self.cores.is_none()
+        self.oversubscribed
+    }
+
+    /// Whether threads are pinned.
+    pub fn pins(&self) -> bool {
+        self.cores.is_some()
     }
 
     /// The core of thread `index`, if pinned.

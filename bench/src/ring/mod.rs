@@ -28,6 +28,7 @@ pub mod channels;
 pub mod disruptor;
 pub mod harness;
 pub mod latency;
+pub mod single_thread;
 pub mod tickwire;
 
 use std::fmt::Write as _;
@@ -157,8 +158,10 @@ impl Scenario {
                 self.threads(),
                 tickwire_engine::agent::available_cores().len()
             )
-        } else {
+        } else if Pinning::for_threads(self.threads()).pins() {
             format!("{} (pinned, {} threads)", self.name(), self.threads())
+        } else {
+            format!("{} (not pinned, {} threads)", self.name(), self.threads())
         }
     }
 }
