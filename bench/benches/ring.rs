@@ -78,6 +78,9 @@ fn main() {
         // Comma-separated substrings of `scenario implementation/idle/capacity`, any of
         // which selects a case, e.g. `pipeline3 tickwire,1p3c-multicast tickwire`.
         let filter = std::env::var("RING_TABLE_FILTER").unwrap_or_default();
+        if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+            eprintln!("peer table: load average before: {}", load.trim());
+        }
         let rows = peer_table(&config, |case| {
             let name = format!("{} {}", case.scenario.name(), case.label());
             filter.split(',').any(|f| name.contains(f))

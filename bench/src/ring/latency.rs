@@ -458,6 +458,16 @@ pub fn latency_table(config: &LatencyConfig, runs: usize) -> Vec<LatencyRow> {
 /// ("this / tickwire": above 1 means tickwire's latency is lower).
 pub fn latency_markdown(config: &LatencyConfig, rows: &[LatencyRow]) -> String {
     let mut out = String::new();
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let _ = writeln!(
+            out,
+            "Load average when printed (1, 5, 15 min): {}\n",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     let _ = writeln!(
         out,
         "1P-1C one-way latency at {} events/s ({} recorded per run, after {} warm-up; scheduled \

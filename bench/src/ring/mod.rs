@@ -297,6 +297,16 @@ pub fn cases() -> Vec<Case> {
                 };
                 cases.push(tickwire_case(scenario, idle, RING));
                 cases.push(tickwire_case(scenario, idle, QUEUE));
+                if spin {
+                    let batch = scenario.batch();
+                    cases.push(Case::new(
+                        scenario,
+                        "tickwire",
+                        "busy-spin, poll loop (no agent runner)",
+                        RING,
+                        move |n| tickwire::run_poll_loop(n, RING, batch),
+                    ));
+                }
                 cases.extend(disruptor_cases(scenario));
                 if scenario.batch() == 1 {
                     cases.push(Case::new(
@@ -369,7 +379,7 @@ impl Default for TableConfig {
     fn default() -> Self {
         Self {
             runs: 5,
-            warmup_events: 200_000,
+            warmup_events: 1_000_000,
             target: Duration::from_millis(300),
         }
     }
@@ -393,6 +403,12 @@ pub struct Row {
 }
 
 impl Row {
+    /// The best run's rate, M events/s: on a shared machine, interference only slows a run
+    /// down, so the best run is the closest to what the implementation does undisturbed.
+    pub fn best(&self) -> f64 {
+        self.runs.iter().copied().fold(0.0, f64::max)
+    }
+
     /// The median rate, M events/s.
     pub fn median(&self) -> f64 {
         let mut sorted = self.runs.clone();
@@ -409,55 +425,76 @@ fn meps(events: u64, elapsed: Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
 }
 
-/// Measures one case: a warm-up run, then `config.runs` runs sized to `config.target`.
-pub fn measure(case: &Case, config: &TableConfig) -> Row {
+/// Sizes a case's runs: one warm-up run of `config.warmup_events`, whose rate gives the
+/// event count of a run lasting about `config.target`.
+fn size_runs(case: &Case, config: &TableConfig) -> u64 {
     let warmup = case.run(config.warmup_events);
     let rate = config.warmup_events as f64 / warmup.as_secs_f64().max(1e-9);
-    let events = ((rate * config.target.as_secs_f64()) as u64).clamp(100_000, 100_000_000);
-    let runs = (0..config.runs)
-        .map(|_| meps(events, case.run(events)))
-        .collect();
-    Row {
-        scenario: case.scenario,
-        implementation: case.implementation,
-        idle: case.idle.clone(),
-        capacity: case.capacity,
-        events,
-        runs,
-    }
+    ((rate * config.target.as_secs_f64()) as u64).clamp(100_000, 30_000_000)
 }
 
-/// Measures every case of [`cases`] (those `filter` keeps), printing progress to stderr.
+/// Measures every case of [`cases`] that `filter` keeps: a warm-up run each, then
+/// `config.runs` rounds in which every case runs once, in turn, so that a disturbance
+/// from the rest of the machine (other builds, on a shared box) hits every implementation
+/// alike rather than whichever ran at the time. Prints progress to stderr.
 pub fn peer_table(config: &TableConfig, filter: impl Fn(&Case) -> bool) -> Vec<Row> {
-    cases()
+    let cases: Vec<Case> = cases().into_iter().filter(|c| filter(c)).collect();
+    let mut rows: Vec<Row> = cases
         .iter()
-        .filter(|c| filter(c))
         .map(|case| {
-            eprint!("peer table: {} {} ... ", case.scenario.name(), case.label());
-            let row = measure(case, config);
-            eprintln!("{:.2} M events/s", row.median());
-            row
+            eprintln!(
+                "peer table: warm-up {} {}",
+                case.scenario.name(),
+                case.label()
+            );
+            Row {
+                scenario: case.scenario,
+                implementation: case.implementation,
+                idle: case.idle.clone(),
+                capacity: case.capacity,
+                events: size_runs(case, config),
+                runs: Vec::with_capacity(config.runs),
+            }
         })
-        .collect()
+        .collect();
+    for round in 0..config.runs {
+        eprintln!("peer table: round {}/{}", round + 1, config.runs);
+        for (case, row) in cases.iter().zip(&mut rows) {
+            row.runs.push(meps(row.events, case.run(row.events)));
+        }
+    }
+    rows
 }
 
-/// The peer table as markdown: per scenario, every row's median rate and the reference
-/// tickwire row's rate divided by it ("tickwire / this": above 1 means tickwire is faster),
-/// then the best tickwire configuration against the best peer configuration.
+/// The peer table as markdown: per scenario, every row's median and best rate and the
+/// reference tickwire row's rates divided by them ("tickwire / this": above 1 means
+/// tickwire is faster), then the best tickwire configuration against the best peer
+/// configuration (by median).
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let _ = writeln!(
+            out,
+            "Load average when printed (1, 5, 15 min): {} ({} cores)\n",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+            tickwire_engine::agent::available_cores().len()
+        );
+    }
     let _ = writeln!(
         out,
-        "| scenario | implementation | idle strategy | ring size | M events/s (median) | runs (M/s) | tickwire / this |"
+        "| scenario | implementation | idle strategy | ring size | M events/s (median) | best run | runs (M/s, in round order) | tickwire / this (median) | tickwire / this (best) |"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---|---:|");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---:|---:|");
     let mut summary = String::new();
     for scenario in Scenario::ALL {
         let in_scenario: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
         let Some(reference) = in_scenario.iter().find(|r| r.implementation == "tickwire") else {
             continue;
         };
-        let reference_rate = reference.median();
+        let (reference_rate, reference_best) = (reference.median(), reference.best());
         for row in &in_scenario {
             let runs: Vec<String> = row.runs.iter().map(|r| format!("{r:.1}")).collect();
             let marker = if std::ptr::eq(*row, *reference) {
@@ -467,15 +504,17 @@ pub fn markdown(rows: &[Row]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {}{} | {} | {} | {:.2} | {} | {:.2}x |",
+                "| {} | {}{} | {} | {} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x |",
                 scenario.label(),
                 row.implementation,
                 marker,
                 row.idle,
                 row.capacity,
                 row.median(),
+                row.best(),
                 runs.join(" "),
                 reference_rate / row.median().max(1e-9),
+                reference_best / row.best().max(1e-9),
             );
         }
         let best = |tickwire: bool| {

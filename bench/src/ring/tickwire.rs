@@ -11,7 +11,7 @@ use tickwire_engine::idle::IdleStrategy;
 use tickwire_engine::ring::{Publisher, RingBuilder, Subscriber};
 
 use super::Topology;
-use super::harness::{Pinning, RUN_TIMEOUT, Tally, Watchdog, collect, join, spawn};
+use super::harness::{BoundedSpin, Pinning, RUN_TIMEOUT, Tally, Watchdog, collect, join, spawn};
 
 /// Publishes `events` events (payload `0..events` in `exchange_ts`) through a ring of
 /// `capacity` slots to the subscribers of `topology`, which idle with `idle`; one event per
@@ -108,4 +108,48 @@ fn produce(publisher: &mut Publisher<Event>, events: u64, batch: usize) {
         claim.commit();
         i += n as u64;
     }
+}
+
+/// 1P-1C as [`run`], but the subscriber is polled by a plain busy-spin loop on its own
+/// thread instead of a [`HandlerAgent`] on the agent runner: the difference between the two
+/// is the runner's cost.
+///
+/// # Panics
+///
+/// If the consumer misses an event, or the run hangs (see `harness`).
+pub fn run_poll_loop(events: u64, capacity: usize, batch: usize) -> Duration {
+    let scenario = format!("tickwire poll loop ring {capacity} batch {batch}");
+    let _watchdog = Watchdog::arm(scenario.clone());
+    let pinning = Pinning::for_threads(2);
+    let mut ring =
+        RingBuilder::<Event>::new(capacity).unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let mut subscriber = ring.subscriber("consumer");
+    let mut publisher = ring.build().unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    publisher.set_idle_strategy(IdleStrategy::BusySpin);
+    let (tx, rx) = mpsc::channel();
+    let consumer_pinning = pinning.clone();
+    let consumer = spawn("tw-poll-loop", move || {
+        consumer_pinning.pin_current(1);
+        let mut tally = Tally::new("tickwire poll loop", events, tx);
+        let mut spin = BoundedSpin::new("tickwire poll loop waiting for events");
+        while !tally.is_complete() {
+            if subscriber.poll(|e, _, _| tally.add(e.exchange_ts)) == 0 {
+                if subscriber.is_finished() {
+                    break;
+                }
+                spin.idle(false);
+            }
+        }
+    });
+    let producer = spawn("tw-publisher", move || {
+        pinning.pin_current(0);
+        let start = Instant::now();
+        produce(&mut publisher, events, batch);
+        drop(publisher);
+        start
+    });
+    let start = join(producer);
+    let end = collect(&scenario, &rx, 1, events, start + RUN_TIMEOUT);
+    join(consumer);
+    end - start
 }
