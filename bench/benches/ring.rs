@@ -67,7 +67,11 @@ fn main() {
         ring_benches(&mut criterion);
         criterion.final_summary();
     }
-    if env_flag("RING_TABLE") != Some(false) {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not, and then criterion
+    // runs each benchmark once as a smoke test and the table (a minute or more) is skipped.
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let table_only = env_flag("RING_TABLE_ONLY") == Some(true);
+    if (bench_mode || table_only) && env_flag("RING_TABLE") != Some(false) {
         let mut config = TableConfig::default();
         if let Some(runs) = std::env::var("RING_TABLE_RUNS")
             .ok()
