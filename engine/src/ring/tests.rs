@@ -202,3 +202,59 @@ fn blocking_publish_waits_for_a_subscriber_on_another_thread() {
     }
     assert_eq!(reader.join().expect("reader ok"), N);
 }
+
+#[test]
+fn a_parked_downstream_subscriber_wakes_on_upstream_progress_not_its_timeout() {
+    use crate::agent::{HandlerAgent, Layout, ThreadSpec};
+    use crate::idle::IdleStrategy;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    // Parks that only a wake-up ends within the test: the safety-net timeout is far longer.
+    let blocking = IdleStrategy::Blocking {
+        timeout: Duration::from_secs(60),
+    };
+    let mut b = ring(4);
+    let upstream = b.subscriber("upstream");
+    let downstream = b.subscriber_after("downstream", &[&upstream]);
+    let mut publisher = b.build().expect("subscribed");
+    let seen = Arc::new(AtomicU64::new(0));
+    let seen_by_handler = Arc::clone(&seen);
+    let pipeline = Layout::new()
+        .thread(
+            ThreadSpec::new("upstream")
+                .idle(blocking)
+                .agent(HandlerAgent::new(upstream, |_: &u64, _, _| {
+                    // Slow enough that `downstream` parks before `upstream` finishes.
+                    std::thread::sleep(Duration::from_millis(5));
+                })),
+        )
+        .thread(
+            ThreadSpec::new("downstream")
+                .idle(blocking)
+                .agent(HandlerAgent::new(downstream, move |_: &u64, _, _| {
+                    seen_by_handler.fetch_add(1, Ordering::Relaxed);
+                })),
+        )
+        .spawn()
+        .expect("valid layout");
+    // Let both threads park on the empty ring, then fill it and publish nothing more: only
+    // `upstream`'s progress can wake `downstream` now.
+    std::thread::sleep(Duration::from_millis(50));
+    for v in 0..4 {
+        publisher.try_publish(|slot| *slot = v).expect("room");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.load(Ordering::Relaxed) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "downstream saw {} of 4 events: it was not woken by upstream's progress",
+            seen.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(publisher);
+    pipeline
+        .join_timeout(Duration::from_secs(20))
+        .expect("pipeline drains");
+}
