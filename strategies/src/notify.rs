@@ -837,3 +837,141 @@ impl Agent for AlertLog {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickwire_engine::event::Quote;
+
+    const P: i64 = tickwire_engine::event::PRICE_SCALE;
+    const MS: u64 = 1_000_000;
+
+    fn rules(toml_text: &str) -> Notifier {
+        #[derive(Deserialize)]
+        struct File {
+            alerts: Vec<AlertRuleConfig>,
+        }
+        let file: File = toml::from_str(toml_text).expect("valid rules");
+        Notifier::new(
+            &file.alerts,
+            &InstrumentRegistry::from_symbols(["X"]),
+            &["mm".to_owned()],
+        )
+        .expect("valid")
+    }
+
+    /// Feeds quotes `(time ms, bid, ask)`; returns `(rule, value)` of each notification.
+    fn run(n: &mut Notifier, quotes: &[(u64, i64, i64)]) -> Vec<(u32, i64)> {
+        let mut market = MarketState::default();
+        let mut fired = Vec::new();
+        for &(t, bid, ask) in quotes {
+            let mut e = Event::new(0, 0, t * MS, t * MS);
+            e.set_quote(Quote {
+                bid_px: bid,
+                ask_px: ask,
+                bid_size: 1,
+                ask_size: 1,
+                seq: 0,
+            });
+            market.apply(&e);
+            n.on_market(&e, &market, t * MS, &mut |ev: Event| {
+                let x = ev.notification().copied().unwrap_or_default();
+                fired.push((x.rule, x.value));
+            });
+        }
+        fired
+    }
+
+    #[test]
+    fn price_cross_both_ways_with_cooldown() {
+        let mut n = rules(
+            "[[alerts]]\nuser = 1\nrule = \"price_cross\"\ninstrument = \"X\"\nlevel = 100.0\ncooldown_ms = 1000\n",
+        );
+        let q = |t, mid: i64| (t, mid - P, mid + P);
+        let fired = run(
+            &mut n,
+            &[
+                q(0, 99 * P),
+                q(10, 101 * P),
+                q(20, 99 * P),
+                q(2000, 101 * P),
+                q(2100, 102 * P),
+            ],
+        );
+        // Up at 10 fires; down at 20 is within the cool-down; up at 2000 fires.
+        assert_eq!(fired, [(0, 101 * P), (0, 101 * P)]);
+        let s = n.summary()[0].stats;
+        assert_eq!((s.fired, s.cooldown), (2, 1));
+    }
+
+    #[test]
+    fn spread_wide_is_deduplicated_until_it_narrows() {
+        let mut n = rules(
+            "[[alerts]]\nuser = 1\nrule = \"spread_wide\"\ninstrument = \"X\"\nspread = 1.0\n",
+        );
+        let fired = run(
+            &mut n,
+            &[
+                (0, 99 * P, 100 * P),
+                (1, 99 * P, 101 * P),
+                (2, 99 * P, 102 * P),
+                (3, 99 * P, 100 * P),
+                (4, 98 * P, 100 * P),
+            ],
+        );
+        assert_eq!(fired, [(0, 2 * P), (0, 2 * P)]);
+        assert_eq!(n.summary()[0].stats.duplicate, 1);
+    }
+
+    #[test]
+    fn move_within_the_window_only() {
+        let mut n = rules(
+            "[[alerts]]\nuser = 4\nrule = \"move\"\ninstrument = \"X\"\npercent = 1.0\nwindow_ms = 1000\n",
+        );
+        let q = |t, mid: i64| (t, mid - P / 100, mid + P / 100);
+        // +1% within 500 ms fires; a slow drift of 1% over 3 s (0.5% per window) does not.
+        let fired = run(
+            &mut n,
+            &[
+                q(0, 100 * P),
+                q(500, 101 * P),
+                q(5000, 100 * P),
+                q(6500, 100 * P + P / 2),
+                q(8000, 101 * P),
+            ],
+        );
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0], (0, 10_000_000)); // +1.0% as a ratio in 1e-9
+    }
+
+    #[test]
+    fn fills_and_rejects_with_dedup_per_order_and_status() {
+        let mut n = rules(concat!(
+            "[[alerts]]\nuser = 1\nrule = \"fills\"\nstrategy = \"mm\"\n",
+            "[[alerts]]\nuser = 1\nrule = \"rejects\"\nstrategy = \"mm\"\n",
+        ));
+        let mut fired = Vec::new();
+        let report = |id, status: ExecStatus, filled, reason| ExecutionReport {
+            order_id: id,
+            price: 5 * P,
+            filled,
+            status: status as u8,
+            reason,
+            ..ExecutionReport::default()
+        };
+        for r in [
+            report(1, ExecStatus::PartiallyFilled, 1, 0),
+            report(1, ExecStatus::PartiallyFilled, 1, 0),
+            report(1, ExecStatus::Filled, 1, 0),
+            report(2, ExecStatus::New, 0, 0),
+            report(3, ExecStatus::Rejected, 0, 3),
+        ] {
+            n.on_report(0, &r, 0, &mut |e: Event| {
+                let x = e.notification().copied().unwrap_or_default();
+                fired.push((x.rule, x.order_id, x.alert, x.value));
+            });
+        }
+        assert_eq!(fired, [(0, 1, 4, 5 * P), (0, 1, 4, 5 * P), (1, 3, 5, 3)]);
+        assert_eq!(n.summary()[0].stats.duplicate, 1);
+    }
+}

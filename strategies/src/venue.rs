@@ -359,3 +359,224 @@ impl Venue for PaperVenue {
         self.resting.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickwire_engine::event::{BookAction, BookDelta, Quote, Trade, flags};
+
+    const P: i64 = tickwire_engine::event::PRICE_SCALE;
+    const S: u64 = tickwire_engine::event::SIZE_SCALE;
+
+    fn quote(bid: i64, ask: i64, bid_size: u64, ask_size: u64) -> Event {
+        let mut e = Event::new(0, 0, 1, 1);
+        e.set_quote(Quote {
+            bid_px: bid,
+            ask_px: ask,
+            bid_size,
+            ask_size,
+            seq: 0,
+        });
+        e
+    }
+
+    fn ask_level(price: i64, size: u64) -> Event {
+        let mut e = Event::new(0, 0, 1, 1);
+        e.flags = flags::LAST;
+        e.set_book_delta(BookDelta {
+            price,
+            size,
+            side: Side::Ask as u8,
+            action: BookAction::Add as u8,
+            ..BookDelta::default()
+        });
+        e
+    }
+
+    fn trade(price: i64, size: u64) -> Event {
+        let mut e = Event::new(0, 0, 1, 1);
+        e.set_trade(Trade {
+            price,
+            size,
+            ..Trade::default()
+        });
+        e
+    }
+
+    fn order(id: u64, side: Side, kind: OrderType, price: i64, size: u64) -> Order {
+        Order {
+            order_id: id,
+            price,
+            size,
+            side: side as u8,
+            order_type: kind as u8,
+            ..Order::default()
+        }
+    }
+
+    fn statuses(reports: &[VenueReport]) -> Vec<(u8, i64, u64, u64)> {
+        reports
+            .iter()
+            .map(|r| {
+                (
+                    r.report.status,
+                    r.report.price,
+                    r.report.filled,
+                    r.report.leaves,
+                )
+            })
+            .collect()
+    }
+
+    const NEW: u8 = ExecStatus::New as u8;
+    const PART: u8 = ExecStatus::PartiallyFilled as u8;
+    const FILLED: u8 = ExecStatus::Filled as u8;
+    const CANCELLED: u8 = ExecStatus::Cancelled as u8;
+
+    /// A market with the top at 100/101 (2 each) and depth 102 x 3, 103 x 4 behind it.
+    fn market() -> (MarketState, PaperVenue) {
+        let mut m = MarketState::default();
+        let mut v = PaperVenue::new();
+        let mut out = Vec::new();
+        for e in [
+            quote(100 * P, 101 * P, 2 * S, 2 * S),
+            ask_level(101 * P, 9 * S),
+            ask_level(102 * P, 3 * S),
+            ask_level(103 * P, 4 * S),
+        ] {
+            m.apply(&e);
+            v.on_market(&e, &m, &mut out);
+        }
+        assert!(out.is_empty());
+        (m, v)
+    }
+
+    #[test]
+    fn ioc_walks_the_book_then_cancels_the_rest() {
+        let (m, mut v) = market();
+        let mut out = Vec::new();
+        v.submit(
+            0,
+            &order(1, Side::Bid, OrderType::Ioc, 102 * P, 6 * S),
+            &m,
+            &mut out,
+        );
+        // 2 at the top (101, from the quote), 3 at 102 from depth, the last 1 cancelled.
+        assert_eq!(
+            statuses(&out),
+            [
+                (PART, 101 * P, 2 * S, 4 * S),
+                (PART, 102 * P, 3 * S, S),
+                (CANCELLED, 102 * P, 0, 0)
+            ]
+        );
+        assert_eq!(v.resting(), 0);
+        // Liquidity taken is gone until the market changes.
+        out.clear();
+        v.submit(
+            0,
+            &order(2, Side::Bid, OrderType::Ioc, 101 * P, S),
+            &m,
+            &mut out,
+        );
+        assert_eq!(statuses(&out), [(CANCELLED, 101 * P, 0, 0)]);
+    }
+
+    #[test]
+    fn marketable_limit_fills_fully_at_the_touch() {
+        let (m, mut v) = market();
+        let mut out = Vec::new();
+        v.submit(
+            0,
+            &order(1, Side::Bid, OrderType::Limit, 101 * P, S),
+            &m,
+            &mut out,
+        );
+        assert_eq!(statuses(&out), [(FILLED, 101 * P, S, 0)]);
+    }
+
+    #[test]
+    fn limit_partially_fills_then_rests_then_fills_when_the_market_crosses() {
+        // Top of book only (no depth), 100/101 with 2 each.
+        let mut m = MarketState::default();
+        let mut v = PaperVenue::new();
+        let mut out = Vec::new();
+        let e = quote(100 * P, 101 * P, 2 * S, 2 * S);
+        m.apply(&e);
+        v.on_market(&e, &m, &mut out);
+        v.submit(
+            0,
+            &order(1, Side::Bid, OrderType::Limit, 101 * P, 5 * S),
+            &m,
+            &mut out,
+        );
+        assert_eq!(statuses(&out), [(PART, 101 * P, 2 * S, 3 * S)]);
+        assert_eq!(v.resting(), 1);
+        out.clear();
+        // The ask drops to 100.5 with 1 available: we fill 1 at our price, 101.
+        let e = quote(100 * P, 100 * P + P / 2, S, S);
+        m.apply(&e);
+        v.on_market(&e, &m, &mut out);
+        assert_eq!(statuses(&out), [(PART, 101 * P, S, 2 * S)]);
+        out.clear();
+        // A trade at our price does not fill us; a trade through it does.
+        v.on_market(&trade(101 * P, 5 * S), &m, &mut out);
+        assert!(out.is_empty());
+        v.on_market(&trade(100 * P, 5 * S), &m, &mut out);
+        assert_eq!(statuses(&out), [(FILLED, 101 * P, 2 * S, 0)]);
+        assert_eq!(v.resting(), 0);
+    }
+
+    #[test]
+    fn resting_sell_and_cancel() {
+        let (m, mut v) = market();
+        let mut out = Vec::new();
+        v.submit(
+            0,
+            &order(7, Side::Ask, OrderType::Limit, 105 * P, S),
+            &m,
+            &mut out,
+        );
+        assert_eq!(statuses(&out), [(NEW, 105 * P, 0, S)]);
+        out.clear();
+        v.submit(
+            0,
+            &order(7, Side::Ask, OrderType::Limit, 106 * P, S),
+            &m,
+            &mut out,
+        );
+        assert_eq!(out[0].report.reason, RejectReason::DuplicateOrderId.code());
+        out.clear();
+        v.cancel(0, &order(7, Side::Ask, OrderType::Cancel, 0, 0), &mut out);
+        assert_eq!(statuses(&out), [(CANCELLED, 105 * P, 0, 0)]);
+        out.clear();
+        v.cancel(0, &order(7, Side::Ask, OrderType::Cancel, 0, 0), &mut out);
+        assert_eq!(out[0].report.status, ExecStatus::Rejected as u8);
+        assert_eq!(out[0].report.reason, RejectReason::UnknownOrder.code());
+        assert_eq!(v.resting(), 0);
+    }
+
+    #[test]
+    fn two_resting_orders_share_one_trade() {
+        let (m, mut v) = market();
+        let mut out = Vec::new();
+        v.submit(
+            0,
+            &order(1, Side::Bid, OrderType::Limit, 99 * P, 2 * S),
+            &m,
+            &mut out,
+        );
+        v.submit(
+            0,
+            &order(2, Side::Bid, OrderType::Limit, 99 * P, 2 * S),
+            &m,
+            &mut out,
+        );
+        out.clear();
+        v.on_market(&trade(98 * P, 3 * S), &m, &mut out);
+        assert_eq!(
+            statuses(&out),
+            [(FILLED, 99 * P, 2 * S, 0), (PART, 99 * P, S, S)]
+        );
+    }
+}
