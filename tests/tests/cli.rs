@@ -397,3 +397,33 @@ fn binance_recording_replays_and_records_with_its_counts() {
         "{report:#}"
     );
 }
+
+#[test]
+fn inspect_reports_a_torn_tail_without_cutting_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = dir.path().join("j");
+    let journal_str = path_str(&journal);
+    ok(&["gen", "journal", journal_str, "--events", "1000"]);
+    let segment = journal.join("00000000000000000000.twj");
+    let clean_len = std::fs::metadata(&segment).expect("segment").len();
+    // Half a record of garbage: what a writer killed mid-write leaves.
+    let mut bytes = std::fs::read(&segment).expect("read segment");
+    bytes.extend_from_slice(&[0xa5; 32]);
+    std::fs::write(&segment, &bytes).expect("tear the tail");
+
+    let report = json(&["inspect", journal_str, "--json"]);
+    assert_eq!(u64_at(&report, "/events"), 1000);
+    assert_eq!(u64_at(&report, "/recovery/file_bytes"), clean_len + 32);
+    assert_eq!(u64_at(&report, "/recovery/valid_bytes"), clean_len);
+    assert_eq!(report["recovery"]["truncated"], false);
+    let text = ok(&["inspect", journal_str]).stdout;
+    assert!(
+        text.contains("torn tail") && text.contains("not truncated"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&segment).expect("segment").len(),
+        clean_len + 32,
+        "inspect only reads"
+    );
+}

@@ -302,7 +302,8 @@ pub fn record(args: &RecordArgs) -> Result<()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .len();
     println!(
-        "recorded {recorded} events, {seen} instruments into {} ({segments} segment{}, {:.1} MiB, sequences {first_sequence}..{}) in {:.2}s ({:.0} ev/s)",
+        "recorded {recorded} events, {seen} instrument{} into {} ({segments} segment{}, {:.1} MiB, sequences {first_sequence}..{}) in {:.2}s ({:.0} ev/s)",
+        if seen == 1 { "" } else { "s" },
         args.out.display(),
         if segments == 1 { "" } else { "s" },
         bytes as f64 / (1 << 20) as f64,
