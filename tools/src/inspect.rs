@@ -114,13 +114,13 @@ pub struct InspectReport {
     pub instruments: Vec<InstrumentReport>,
     /// Counts by kind name (`quote`, `trade`, `book_delta`, ...; `unknown` for bad codes).
     pub kinds: std::collections::BTreeMap<String, u64>,
-    /// Receive time of the first event (sequence order).
+    /// First non-zero receive time, in sequence order.
     pub first_receive: Timestamp,
-    /// Receive time of the last event.
+    /// Last non-zero receive time.
     pub last_receive: Timestamp,
-    /// Exchange time of the first event.
+    /// First non-zero exchange time (0: no event carries one).
     pub first_exchange: Timestamp,
-    /// Exchange time of the last event.
+    /// Last non-zero exchange time.
     pub last_exchange: Timestamp,
     /// Events whose receive time is below the one before (the clock stepped back).
     pub receive_ts_regressions: u64,
@@ -174,8 +174,10 @@ pub fn report(args: &InspectArgs) -> Result<InspectReport> {
     let mut snapshot_events = 0;
     let mut regressions = 0;
     let mut last_receive = 0;
-    let mut first = None;
-    let mut last = None;
+    // First and last non-zero timestamps in sequence order (a source without exchange
+    // times, such as Binance's spot bookTicker, writes 0).
+    let (mut first_receive, mut last_receive_ts) = (0, 0);
+    let (mut first_exchange, mut last_exchange) = (0, 0);
     let mut iter = reader.iter();
     loop {
         let sequence = iter.sequence();
@@ -200,8 +202,17 @@ pub fn report(args: &InspectArgs) -> Result<InspectReport> {
             regressions += 1;
         }
         last_receive = event.receive_ts;
-        first.get_or_insert(*event);
-        last = Some(*event);
+        for (ts, first, last) in [
+            (event.receive_ts, &mut first_receive, &mut last_receive_ts),
+            (event.exchange_ts, &mut first_exchange, &mut last_exchange),
+        ] {
+            if ts != 0 {
+                if *first == 0 {
+                    *first = ts;
+                }
+                *last = ts;
+            }
+        }
     }
 
     let instruments = per_instrument
@@ -249,10 +260,6 @@ pub fn report(args: &InspectArgs) -> Result<InspectReport> {
         valid_bytes: r.to_len,
         truncated: r.truncated,
     });
-    let ts = |e: Option<tickwire_engine::event::Event>,
-              f: fn(&tickwire_engine::event::Event) -> u64| {
-        Timestamp::of(e.as_ref().map_or(0, f))
-    };
     Ok(InspectReport {
         journal: dir.display().to_string(),
         events: reader.len(),
@@ -260,10 +267,10 @@ pub fn report(args: &InspectArgs) -> Result<InspectReport> {
         end_sequence: reader.end_sequence(),
         instruments,
         kinds,
-        first_receive: ts(first, |e| e.receive_ts),
-        last_receive: ts(last, |e| e.receive_ts),
-        first_exchange: ts(first, |e| e.exchange_ts),
-        last_exchange: ts(last, |e| e.exchange_ts),
+        first_receive: Timestamp::of(first_receive),
+        last_receive: Timestamp::of(last_receive_ts),
+        first_exchange: Timestamp::of(first_exchange),
+        last_exchange: Timestamp::of(last_exchange),
         receive_ts_regressions: regressions,
         gap_events,
         gap_sequences,
