@@ -40,6 +40,8 @@ pub mod dbn;
 pub mod decimal;
 pub mod itch;
 pub mod journal;
+pub mod open;
+pub mod replay;
 pub mod synthetic;
 
 /// Where in its input a feed found a problem.
@@ -198,6 +200,20 @@ impl<'a> Sink<'a> {
             }
             None => false,
         }
+    }
+
+    /// The event already written at `index` (below [`written`](Self::written)), to amend
+    /// in place: a wrapper feed re-stamping what its inner feed wrote, with no copy.
+    /// `None` beyond what was written.
+    #[inline(always)]
+    pub fn written_mut(&mut self, index: usize) -> Option<&mut Event> {
+        if index >= self.written {
+            return None;
+        }
+        Some(match &mut self.slots {
+            Slots::Ring(claim) => claim.slot_mut(index),
+            Slots::Slice(slice) => &mut slice[index],
+        })
     }
 
     /// The events written so far (for slice sinks; ring sinks are read by subscribers).

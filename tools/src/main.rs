@@ -3,11 +3,23 @@
 //! `cargo run --release` (no arguments) runs the service on its embedded default: a
 //! synthetic feed through the market-data ring to handlers on pinned threads, printing
 //! throughput and per-hop latency once a second until Ctrl-C.
+//!
+//! The tools, one module each: `record` (a feed into a journal), `replay` (a file or
+//! journal through the pipeline at a chosen speed, with a latency report), `inspect`
+//! (what a journal holds) and `gen` (synthetic ITCH files and journals). Errors go to
+//! stderr with their context, and the exit code is non-zero.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod generate;
+mod inspect;
+mod pipeline;
+mod progress;
+mod record;
+mod replay;
 mod run;
+mod timestamp;
 
 /// tickwire: a low-latency market-data event engine.
 #[derive(Debug, Parser)]
@@ -22,11 +34,23 @@ enum Command {
     /// Run the engine: a feed through the market-data ring to handlers on pinned threads,
     /// with live throughput and latency figures. The default command.
     Run(run::RunArgs),
+    /// Record a feed (a file or a synthetic spec) into a journal directory.
+    Record(record::RecordArgs),
+    /// Replay a file or a journal through the pipeline, then report latency per hop.
+    Replay(replay::ReplayArgs),
+    /// Show what a journal holds: instruments, counts, time range, gaps, segments.
+    Inspect(inspect::InspectArgs),
+    /// Generate synthetic inputs: an ITCH 5.0 file or a journal.
+    Gen(generate::GenArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run(run::RunArgs::default())) {
         Command::Run(args) => run::run(&args),
+        Command::Record(args) => record::record(&args),
+        Command::Replay(args) => replay::replay(&args),
+        Command::Inspect(args) => inspect::inspect(&args),
+        Command::Gen(args) => generate::generate(&args),
     }
 }

@@ -1,0 +1,174 @@
+//! `tickwire replay`: a recorded file or journal through the market-data pipeline (the
+//! one `run` uses, see [`crate::pipeline`]) at a chosen speed, with a progress bar, then
+//! a per-hop latency report and the event rate.
+//!
+//! By default each event's `receive_ts` is re-stamped with the local clock when it enters
+//! the ring, so the hop latencies measure this pipeline; the recorded receive time then
+//! only paces the replay (`--keep-receive-ts` keeps it, and the latencies then measure
+//! "since the recording").
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use tickwire_engine::agent::StopToken;
+use tickwire_feeds::Feed;
+use tickwire_feeds::journal::JournalFeed;
+use tickwire_feeds::open::FeedSpec;
+use tickwire_feeds::replay::{Paced, ReplayConfig, Speed};
+
+use crate::pipeline::{HopReport, PipelineArgs, install_ctrl_c, md_pipeline};
+use crate::progress::events_bar;
+use crate::timestamp::parse_time;
+
+/// Options of `tickwire replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// What to replay: a Binance recording (`.gz`), a DBN file (`.dbn`, `.dbn.zst`), an
+    /// ITCH 5.0 file (`.itch`), a journal directory, or
+    /// `synthetic[:seed=N,instruments=N,events=N,rate=N]`.
+    pub input: String,
+    /// Speed: `max` (flat out, zero copy), `recorded` (the recorded pace) or a factor of it
+    /// such as `10x` or `0.5x`.
+    #[arg(
+        long,
+        default_value = "recorded",
+        value_name = "max|recorded|<factor>x"
+    )]
+    pub speed: Speed,
+    /// Start at this journal sequence (journal inputs only).
+    #[arg(long, value_name = "N", conflicts_with = "from_time")]
+    pub from_seq: Option<u64>,
+    /// Start at the first event received at or after this time: RFC 3339
+    /// (`2024-08-08T04:55:10Z`) or ns since the Unix epoch. Journals seek to it; other
+    /// inputs skip the events recorded before it.
+    #[arg(long, value_name = "RFC3339|NS", value_parser = parse_time)]
+    pub from_time: Option<u64>,
+    /// Keep the recorded receive timestamps instead of re-stamping them at injection
+    /// (latencies then run from the recorded receive time).
+    #[arg(long)]
+    pub keep_receive_ts: bool,
+    /// Print the final report as JSON on stdout (progress and notes go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// The final report (`--json` prints it as is).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    /// The input as given.
+    pub input: String,
+    /// The adapter: binance, dbn, itch, journal, synthetic.
+    pub format: &'static str,
+    /// `max`, `recorded` or `<factor>x`.
+    pub speed: String,
+    /// Whether receive timestamps were re-stamped at injection.
+    pub restamped: bool,
+    /// Events through the whole pipeline.
+    pub events: u64,
+    /// Wall time from the start of the pipeline to its end, seconds.
+    pub elapsed_s: f64,
+    /// `events / elapsed_s`.
+    pub events_per_s: f64,
+    /// Latency per hop.
+    pub hops: Vec<HopReport>,
+}
+
+/// Runs the replay and prints the report.
+pub fn replay(args: &ReplayArgs) -> Result<()> {
+    let spec = FeedSpec::parse(&args.input).context("cannot open the replay input")?;
+    let (feed, total): (Box<dyn Feed>, Option<u64>) = match &spec {
+        FeedSpec::Journal(dir) => {
+            let mut feed = JournalFeed::open(dir).context("cannot open the journal")?;
+            if let Some(sequence) = args.from_seq {
+                feed = feed.from_sequence(sequence);
+            }
+            if let Some(time) = args.from_time {
+                feed = feed.from_time(time);
+            }
+            let total = feed.reader().end_sequence() - feed.position();
+            (Box::new(feed), Some(total))
+        }
+        other => {
+            if args.from_seq.is_some() {
+                bail!(
+                    "--from-seq needs a journal directory, and {} is a {} input (use --from-time)",
+                    args.input,
+                    other.kind()
+                );
+            }
+            let total = match other {
+                FeedSpec::Synthetic(config) => config.events,
+                _ => None,
+            };
+            (other.open().context("cannot open the replay input")?, total)
+        }
+    };
+    let config = ReplayConfig {
+        speed: args.speed,
+        restamp: !args.keep_receive_ts,
+        // Journals seeked already.
+        from_time: args
+            .from_time
+            .filter(|_| !matches!(spec, FeedSpec::Journal(_))),
+        schedule: spec.schedule(),
+    };
+    let feed = Paced::new(feed, config);
+    let instruments = feed.instruments().len().max(1);
+    let stop = StopToken::new();
+    let (layout, mut hops) = md_pipeline(feed, instruments, &args.pipeline, &stop)?;
+    eprintln!(
+        "replaying {spec} at {} speed{}",
+        args.speed,
+        if config.restamp {
+            ", receive_ts re-stamped at injection"
+        } else {
+            ""
+        }
+    );
+
+    install_ctrl_c(&stop)?;
+    let bar = events_bar(total, "replay");
+    let started = Instant::now();
+    let pipeline = layout.spawn()?;
+    while !pipeline.is_finished() {
+        thread::sleep(Duration::from_millis(20));
+        bar.set_position(hops.handled());
+    }
+    let elapsed = started.elapsed();
+    let result = pipeline.join();
+    bar.finish_and_clear();
+    hops.finish();
+    result.with_context(|| {
+        format!(
+            "replay of {} failed after {} events",
+            args.input,
+            hops.handled()
+        )
+    })?;
+
+    let events = hops.handled();
+    let report = ReplayReport {
+        input: args.input.clone(),
+        format: spec.kind(),
+        speed: args.speed.to_string(),
+        restamped: config.restamp,
+        events,
+        elapsed_s: elapsed.as_secs_f64(),
+        events_per_s: events as f64 / elapsed.as_secs_f64().max(1e-9),
+        hops: hops.report(),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("serialising the report")?
+        );
+    } else {
+        hops.print_summary(elapsed);
+    }
+    Ok(())
+}
