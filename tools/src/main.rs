@@ -9,7 +9,6 @@
 //! (what a journal holds) and `gen` (synthetic ITCH files and journals). Errors go to
 //! stderr with their context, and the exit code is non-zero.
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod generate;
@@ -44,13 +43,32 @@ enum Command {
     Gen(generate::GenArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run(run::RunArgs::default())) {
+    let result = match cli.command.unwrap_or(Command::Run(run::RunArgs::default())) {
         Command::Run(args) => run::run(&args),
         Command::Record(args) => record::record(&args),
         Command::Replay(args) => replay::replay(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Gen(args) => generate::generate(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The chain of causes on one line each, without a backtrace: this is a user's
+            // error report, not a crash.
+            // Library errors often repeat their source in their own message; print a cause
+            // only when it adds something.
+            eprintln!("error: {error}");
+            let mut previous = error.to_string();
+            for cause in error.chain().skip(1) {
+                let text = cause.to_string();
+                if !previous.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                previous = text;
+            }
+            std::process::ExitCode::FAILURE
+        }
     }
 }
