@@ -11,4 +11,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod fanout;
 pub mod protocol;
+pub mod server;
