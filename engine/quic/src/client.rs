@@ -94,6 +94,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Deliveries buffered for the application [1024].
     pub buffer: usize,
+    /// QUIC receive window for the event stream, bytes [8 MiB: ~130k events in flight].
+    pub receive_window: u32,
 }
 
 impl ClientConfig {
@@ -111,6 +113,7 @@ impl ClientConfig {
             reconnect_delay: Duration::from_millis(50),
             connect_timeout: Duration::from_secs(5),
             buffer: 1024,
+            receive_window: 8 << 20,
         }
     }
 }
@@ -220,12 +223,12 @@ impl Drop for Client {
     }
 }
 
-fn client_transport() -> quinn::TransportConfig {
+fn client_transport(receive_window: u32) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    // Large receive windows: a subscriber should be limited by its own reading, not by
-    // flow-control round trips (8 MiB per stream is ~130k events in flight).
-    t.stream_receive_window((8u32 << 20).into())
-        .receive_window((16u32 << 20).into())
+    // Large receive windows by default: a subscriber should be limited by its own reading,
+    // not by flow-control round trips.
+    t.stream_receive_window(receive_window.into())
+        .receive_window((receive_window.saturating_mul(2)).into())
         .max_concurrent_bidi_streams(0u32.into())
         .max_concurrent_uni_streams(1u32.into())
         .keep_alive_interval(Some(Duration::from_secs(2)))
@@ -243,6 +246,15 @@ pub async fn connect_raw(
     server_name: &str,
     certificate: &[u8],
 ) -> Result<quinn::Connection, ClientError> {
+    connect_with_window(server, server_name, certificate, 8 << 20).await
+}
+
+async fn connect_with_window(
+    server: SocketAddr,
+    server_name: &str,
+    certificate: &[u8],
+    receive_window: u32,
+) -> Result<quinn::Connection, ClientError> {
     let setup = |e: &dyn fmt::Display| ClientError::Setup(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -257,7 +269,7 @@ pub async fn connect_raw(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| setup(&e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic_tls));
-    config.transport_config(Arc::new(client_transport()));
+    config.transport_config(Arc::new(client_transport(receive_window)));
     let bind: SocketAddr = if server.ip().is_loopback() {
         SocketAddr::from(([127, 0, 0, 1], 0))
     } else {
@@ -504,10 +516,7 @@ async fn run(
         {
             return;
         }
-        let conn = established.conn.clone();
-        serve(established, &tx, &shared).await;
-        let (code, reason) = close_code(&conn);
-        conn.close(0u32.into(), b"client closing");
+        let (code, reason) = serve(established, &tx, &shared).await;
         if tx
             .send(Delivery::Disconnected { code, reason })
             .await
@@ -519,7 +528,12 @@ async fn run(
     }
 }
 
-async fn serve(established: Established, tx: &mpsc::Sender<Delivery>, shared: &Arc<Shared>) {
+/// Runs one connection until it ends; returns the server's close code and reason.
+async fn serve(
+    established: Established,
+    tx: &mpsc::Sender<Delivery>,
+    shared: &Arc<Shared>,
+) -> (Option<ErrorCode>, String) {
     let Established {
         conn,
         mut send,
@@ -559,14 +573,24 @@ async fn serve(established: Established, tx: &mpsc::Sender<Delivery>, shared: &A
         };
         read_events(&mut stream, max_frame, &events_tx, &events_shared).await;
     });
-    tokio::select! {
-        _ = &mut control => {},
-        _ = &mut events => {},
-        _ = shared.force.notified() => {},
-    }
+    let forced = tokio::select! {
+        _ = &mut control => false,
+        _ = &mut events => false,
+        _ = shared.force.notified() => true,
+    };
     control.abort();
     events.abort();
+    if !forced {
+        // A stream ended because the connection did: give its close reason a moment to land.
+        let _ = tokio::time::timeout(Duration::from_millis(100), conn.closed()).await;
+    }
+    let outcome = if forced {
+        (None, "disconnect forced by the client".to_owned())
+    } else {
+        close_code(&conn)
+    };
     conn.close(0u32.into(), b"client disconnect");
+    outcome
 }
 
 async fn read_events(

@@ -41,7 +41,7 @@ impl Harness {
         let pipeline = Layout::new()
             .thread(
                 ThreadSpec::new("publisher")
-                    .idle(IdleStrategy::YIELDING)
+                    .idle(IdleStrategy::BACKOFF)
                     .agent(agent),
             )
             .spawn()
@@ -203,8 +203,12 @@ pub async fn subscribed(client: &mut Client, seen: &mut Seen) {
     .expect("subscribed in time");
 }
 
-/// Reads deliveries until `done(seen)`.
-pub async fn collect_until(client: &mut Client, seen: &mut Seen, done: impl Fn(&Seen) -> bool) {
+/// Reads deliveries until `done(seen)`; false if that did not happen within [`WAIT`].
+pub async fn try_collect_until(
+    client: &mut Client,
+    seen: &mut Seen,
+    done: impl Fn(&Seen) -> bool,
+) -> bool {
     tokio::time::timeout(WAIT, async {
         while !done(seen) {
             match client.next().await {
@@ -214,7 +218,20 @@ pub async fn collect_until(client: &mut Client, seen: &mut Seen, done: impl Fn(&
         }
     })
     .await
-    .expect("collected in time");
+    .is_ok()
+        && done(seen)
+}
+
+/// Reads deliveries until `done(seen)`, panicking after [`WAIT`].
+pub async fn collect_until(client: &mut Client, seen: &mut Seen, done: impl Fn(&Seen) -> bool) {
+    assert!(
+        try_collect_until(client, seen, done).await,
+        "not collected in time: {} channels, gaps {:?}, disconnects {:?}, refused {:?}",
+        seen.events.len(),
+        seen.gaps.len(),
+        seen.disconnects,
+        seen.refused
+    );
 }
 
 /// Asserts `seen` holds exactly `expected` (sequence 1.., checksums) for `channel`.
