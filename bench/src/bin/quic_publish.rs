@@ -1,0 +1,356 @@
+//! End-to-end QUIC publishing benchmark on 127.0.0.1, with a bare quinn stream carrying the
+//! same frames measured in the same run:
+//!
+//! 1. events/s to one subscriber (ring -> publisher agent -> server -> client), and the same
+//!    encoded frames over a bare quinn unidirectional stream (read, validated, decoded);
+//! 2. fan-out to 1, 10 and 100 subscribers (per-subscriber and aggregate events/s);
+//! 3. receive-to-subscriber latency p50/p99/p99.9 at 10k and 100k events/s (paced), and the
+//!    bare stream paced the same way.
+//!
+//! `cargo run --release -p tickwire-bench --bin quic_publish [-- --quick]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quinn::rustls;
+use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tickwire_engine::agent::{Layout, Pipeline, ThreadSpec};
+use tickwire_engine::clock::wall_ns;
+use tickwire_engine::event::{Event, Quote};
+use tickwire_engine::idle::IdleStrategy;
+use tickwire_engine::latency::{Percentiles, format_ns, new_histogram};
+use tickwire_engine::ring::{Publisher, RingBuilder};
+use tickwire_quic::client::{Client, ClientConfig, Delivery, connect_raw};
+use tickwire_quic::fanout::{FanoutConfig, PublisherAgent};
+use tickwire_quic::protocol::{
+    ALPN, ChannelKind, EventBatch, HEADER_LEN, Policy, SubscribeRequest, access_event_batch,
+    aligned_payload, decode_header, encode_event_frame,
+};
+use tickwire_quic::server::{Entitlement, Limits, Server, ServerConfig, TokenEntry};
+
+const TOKEN: &str = "bench";
+const INSTRUMENTS: u32 = 4;
+
+fn quote(i: u64) -> Event {
+    let mut e = Event::new(0, (i % u64::from(INSTRUMENTS)) as u32, i, wall_ns());
+    e.set_quote(Quote {
+        bid_px: i as i64,
+        ask_px: i as i64 + 1,
+        bid_size: 1,
+        ask_size: 1,
+        seq: i,
+    });
+    e
+}
+
+struct Setup {
+    md: Publisher<Event>,
+    server: Server,
+    pipeline: Pipeline,
+    _dir: std::path::PathBuf,
+}
+
+fn setup(tag: &str) -> Setup {
+    let mut ring = RingBuilder::<Event>::new(1 << 16).expect("power of two");
+    let source = ring.subscriber("quic-publisher");
+    let md = ring.build().expect("subscriber");
+    let (agent, handle) = PublisherAgent::new(vec![source], FanoutConfig::default());
+    let pipeline = Layout::new()
+        .thread(
+            ThreadSpec::new("publisher")
+                .idle(IdleStrategy::BACKOFF)
+                .agent(agent),
+        )
+        .spawn()
+        .expect("layout");
+    let dir =
+        std::env::temp_dir().join(format!("tickwire-quic-bench-{}-{tag}", std::process::id()));
+    let config = ServerConfig {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.clone(),
+        tokens: vec![TokenEntry::new(
+            "bench",
+            TOKEN,
+            vec![Entitlement::new(ChannelKind::MarketData, ["*"])],
+        )],
+        limits: Limits {
+            queue_frames: 8192,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config, handle).expect("server");
+    Setup {
+        md,
+        server,
+        pipeline,
+        _dir: dir,
+    }
+}
+
+async fn subscriber(s: &Setup) -> Client {
+    let mut config = ClientConfig::new(
+        s.server.local_addr(),
+        s.server.certificate_der().to_vec(),
+        TOKEN,
+    );
+    config.subscriptions.push(SubscribeRequest {
+        id: 1,
+        kind: ChannelKind::MarketData,
+        policy: Policy::Disconnect,
+        patterns: vec!["*".into()],
+    });
+    config.reconnect = false;
+    let mut c = Client::connect(config).await.expect("connect");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.next()).await {
+            Ok(Some(Delivery::Subscribed { .. })) => return c,
+            Ok(Some(_)) => {}
+            _ => panic!("no subscription"),
+        }
+    }
+}
+
+/// Reads deliveries until `n` events arrived; returns events seen.
+async fn drain(mut c: Client, n: u64) -> (Client, u64) {
+    let mut got = 0u64;
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while got < n {
+            match c.next().await {
+                Some(Delivery::Batch(b)) => got += b.events.len() as u64,
+                Some(Delivery::Disconnected { code, reason }) => {
+                    eprintln!("subscriber disconnected: {code:?} {reason}");
+                    return;
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+    })
+    .await;
+    (c, got)
+}
+
+/// Publishes `n` events as fast as the ring takes them (or paced at `rate` events/s).
+fn produce(md: &mut Publisher<Event>, n: u64, rate: Option<u64>) {
+    let start = Instant::now();
+    for i in 0..n {
+        if let Some(rate) = rate {
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+        }
+        let e = quote(i);
+        md.publish(|slot| *slot = e).expect("not halted");
+    }
+}
+
+async fn fan_out(subscribers: usize, n: u64) -> (f64, u64) {
+    let mut s = setup(&format!("fan{subscribers}"));
+    let mut clients = Vec::new();
+    for _ in 0..subscribers {
+        clients.push(subscriber(&s).await);
+    }
+    let start = Instant::now();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(drain(c, n)))
+        .collect();
+    let mut md = s.md;
+    let md = tokio::task::spawn_blocking(move || {
+        produce(&mut md, n, None);
+        md
+    })
+    .await
+    .expect("producer");
+    let mut complete = 0;
+    for r in readers {
+        let (_, got) = r.await.expect("reader");
+        if got == n {
+            complete += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    s.md = md;
+    drop(s.md);
+    s.server.shutdown();
+    let _ = s.pipeline.join_timeout(Duration::from_secs(10));
+    (n as f64 / secs, complete)
+}
+
+async fn latency(rate: u64, seconds: u64) -> Percentiles {
+    let mut s = setup(&format!("lat{rate}"));
+    let c = subscriber(&s).await;
+    let n = rate * seconds;
+    let reader = tokio::spawn(drain(c, n));
+    let mut md = s.md;
+    let md = tokio::task::spawn_blocking(move || {
+        produce(&mut md, n, Some(rate));
+        md
+    })
+    .await
+    .expect("producer");
+    let (c, _) = reader.await.expect("reader");
+    s.md = md;
+    drop(s.md);
+    s.server.shutdown();
+    let _ = s.pipeline.join_timeout(Duration::from_secs(10));
+    Percentiles::of(c.latency())
+}
+
+/// A bare quinn endpoint with the same TLS (self-signed, ring, TLS 1.3, same ALPN).
+fn bare_server() -> (quinn::Endpoint, Vec<u8>) {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let cert: CertificateDer<'static> = generated.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        generated.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .expect("cert");
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic tls");
+    let endpoint = quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(quic)),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .expect("bind");
+    (endpoint, cert.as_ref().to_vec())
+}
+
+/// Bare stream: the server writes `frames` (paced per frame if `rate`), the reader
+/// validates every archive; returns (events/s, latency percentiles).
+async fn bare(frames: Vec<Bytes>, events_per_frame: u64, rate: Option<u64>) -> (f64, Percentiles) {
+    let (endpoint, cert) = bare_server();
+    let addr = endpoint.local_addr().expect("addr");
+    let writer = tokio::spawn(async move {
+        let conn = endpoint
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("conn");
+        let mut send = conn.open_uni().await.expect("uni");
+        let start = Instant::now();
+        for (i, frame) in frames.into_iter().enumerate() {
+            if let Some(rate) = rate {
+                let due = start + Duration::from_nanos(i as u64 * 1_000_000_000 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                // Stamp the time of sending into the one event (receive_ts at offset 16).
+                let mut b = frame.to_vec();
+                b[HEADER_LEN + 16..HEADER_LEN + 24].copy_from_slice(&wall_ns().to_le_bytes());
+                send.write_all(&b).await.expect("write");
+            } else {
+                send.write_chunk(frame).await.expect("write");
+            }
+        }
+        let _ = send.finish();
+        conn.closed().await;
+    });
+    let conn = connect_raw(addr, "localhost", &cert)
+        .await
+        .expect("connect");
+    let mut recv = conn.accept_uni().await.expect("uni");
+    let mut hist = new_histogram();
+    let start = Instant::now();
+    let mut events = 0u64;
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        if recv.read_exact(&mut header).await.is_err() {
+            break;
+        }
+        let (_, len) = decode_header(&header, 1 << 24).expect("header");
+        let mut payload = aligned_payload(len);
+        recv.read_exact(payload.as_mut_slice())
+            .await
+            .expect("payload");
+        let now = wall_ns();
+        let batch = access_event_batch(&payload).expect("valid");
+        for e in batch.events.iter() {
+            let ev: Event = rkyv::deserialize::<Event, rkyv::rancor::Error>(e).expect("event");
+            if rate.is_some() {
+                let _ = hist.record(now.saturating_sub(ev.receive_ts).max(1));
+            }
+        }
+        events += events_per_frame;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    conn.close(0u32.into(), b"done");
+    let _ = writer.await;
+    (events as f64 / secs, Percentiles::of(&hist))
+}
+
+fn frames_of(n: u64, per_frame: u64) -> Vec<Bytes> {
+    (0..n / per_frame)
+        .map(|f| {
+            encode_event_frame(&EventBatch {
+                first_sequence: f * per_frame + 1,
+                key: 0,
+                channel: 1,
+                flags: 0,
+                events: (0..per_frame).map(|i| quote(f * per_frame + i)).collect(),
+            })
+        })
+        .collect()
+}
+
+fn show(p: &Percentiles) -> String {
+    format!(
+        "p50 {} p99 {} p99.9 {} max {} (n={})",
+        format_ns(p.p50),
+        format_ns(p.p99),
+        format_ns(p.p999),
+        format_ns(p.max),
+        p.count
+    )
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let n = if quick { 200_000 } else { 1_000_000 };
+        println!("== throughput to one subscriber ({n} quotes, {INSTRUMENTS} instruments)");
+        let (tw, complete) = fan_out(1, n).await;
+        // The publisher's frames at full speed hold ~256 events per channel (1024-event
+        // batches over 4 instruments); the bare stream carries frames of that size.
+        let (bare_rate, _) = bare(frames_of(n, 256), 256, None).await;
+        println!(
+            "tickwire (ring->agent->server->client): {:.2} M events/s ({complete}/1 complete)",
+            tw / 1e6
+        );
+        println!("bare quinn stream, same frames:         {:.2} M events/s", bare_rate / 1e6);
+        println!("ratio tickwire/bare: {:.2}", tw / bare_rate);
+
+        println!("== fan-out");
+        for subs in [1usize, 10, 100] {
+            let per = if quick { 20_000 } else { 100_000 };
+            let (rate, complete) = fan_out(subs, per).await;
+            println!(
+                "{subs:>3} subscribers: {:.3} M events/s each, {:.2} M deliveries/s total ({complete}/{subs} complete)",
+                rate / 1e6,
+                rate * subs as f64 / 1e6
+            );
+        }
+
+        println!("== latency receive_ts -> subscriber (paced, 1 subscriber)");
+        let seconds = if quick { 1 } else { 3 };
+        for rate in [10_000u64, 100_000] {
+            let p = latency(rate, seconds).await;
+            println!("tickwire {:>6} ev/s: {}", rate, show(&p));
+            let (_, bp) = bare(frames_of(rate * seconds, 1), 1, Some(rate)).await;
+            println!("bare     {:>6} ev/s: {}", rate, show(&bp));
+        }
+    });
+}

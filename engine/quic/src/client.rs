@@ -1,0 +1,686 @@
+//! The async client: connects, authenticates, subscribes, and on any disconnect reconnects
+//! and resumes every channel from its last sequence; reports gaps and conflation; measures
+//! latency from each event's `receive_ts` to its arrival.
+//!
+//! ```no_run
+//! # async fn example(cert: Vec<u8>) -> Result<(), tickwire_quic::client::ClientError> {
+//! use tickwire_quic::client::{Client, ClientConfig, Delivery};
+//! use tickwire_quic::protocol::{ChannelKind, Policy, SubscribeRequest};
+//!
+//! let mut config = ClientConfig::new("127.0.0.1:4433".parse().expect("address"), cert, "secret");
+//! config.subscriptions.push(SubscribeRequest {
+//!     id: 1, kind: ChannelKind::MarketData, policy: Policy::Conflate, patterns: vec!["BTC*".into()],
+//! });
+//! let mut client = Client::connect(config).await?;
+//! while let Some(delivery) = client.next().await {
+//!     if let Delivery::Batch(batch) = delivery {
+//!         println!("{:?} #{}: {} events", batch.channel, batch.first_sequence, batch.events.len());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use quinn::rustls;
+use quinn::rustls::pki_types::CertificateDer;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use tickwire_engine::clock::wall_ns;
+use tickwire_engine::event::Event;
+use tickwire_engine::latency::new_histogram;
+
+use crate::protocol::{
+    ALPN, ChannelId, ChannelKind, Control, DEFAULT_MAX_FRAME, ErrorCode, MessageType,
+    SubscribeRequest, access_event_batch, aligned_payload, batch_flags, decode_control,
+};
+use crate::server::{ReadError, read_header};
+
+/// Why the client could not connect.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// TLS or endpoint setup failed.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// The connection could not be established or was lost during the handshake.
+    #[error("connecting to {addr}: {reason}")]
+    Connect {
+        /// The server.
+        addr: SocketAddr,
+        /// What happened.
+        reason: String,
+    },
+    /// The server refused (bad token, limits).
+    #[error("refused by the server: {code} ({message})")]
+    Refused {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+}
+
+/// The client's configuration; defaults in brackets.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server's address.
+    pub server: SocketAddr,
+    /// Name to verify the certificate against [`localhost`].
+    pub server_name: String,
+    /// The server's certificate (DER), trusted as the only root (pinned).
+    pub server_certificate: Vec<u8>,
+    /// The token.
+    pub token: String,
+    /// Client name sent in hello [`tickwire-client`].
+    pub name: String,
+    /// Subscriptions, renewed (with resume) on every reconnect.
+    pub subscriptions: Vec<SubscribeRequest>,
+    /// Reconnect after a disconnect [true].
+    pub reconnect: bool,
+    /// Delay before a reconnect attempt [50 ms].
+    pub reconnect_delay: Duration,
+    /// Time allowed for connect + hello [5 s].
+    pub connect_timeout: Duration,
+    /// Deliveries buffered for the application [1024].
+    pub buffer: usize,
+    /// QUIC receive window for the event stream, bytes [8 MiB: ~130k events in flight].
+    pub receive_window: u32,
+}
+
+impl ClientConfig {
+    /// A configuration for `server` with pinned certificate `server_certificate` and
+    /// `token`, no subscriptions yet.
+    pub fn new(server: SocketAddr, server_certificate: Vec<u8>, token: &str) -> Self {
+        Self {
+            server,
+            server_name: "localhost".to_owned(),
+            server_certificate,
+            token: token.to_owned(),
+            name: "tickwire-client".to_owned(),
+            subscriptions: Vec::new(),
+            reconnect: true,
+            reconnect_delay: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(5),
+            buffer: 1024,
+            receive_window: 8 << 20,
+        }
+    }
+}
+
+/// Consecutive events of one channel, as they arrived.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The channel.
+    pub channel: ChannelId,
+    /// Sequence of `events[0]`.
+    pub first_sequence: u64,
+    /// Frame flags ([`batch_flags`]).
+    pub flags: u8,
+    /// The events (duplicates already removed).
+    pub events: Vec<Event>,
+    /// Wall clock at arrival, ns since the Unix epoch.
+    pub arrival_ns: u64,
+}
+
+/// What the client hands the application.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Events.
+    Batch(Batch),
+    /// Sequences `expected..got` of `channel` were not received: conflated away for a slow
+    /// subscriber when `conflated`, lost otherwise.
+    Gap {
+        /// The channel.
+        channel: ChannelId,
+        /// The sequence that was due.
+        expected: u64,
+        /// The sequence that came.
+        got: u64,
+        /// Whether the server conflated them (policy `conflate`).
+        conflated: bool,
+    },
+    /// Connected (first time or again); resume requests were sent.
+    Connected {
+        /// The server's session id.
+        session: u64,
+        /// Reconnects so far.
+        reconnects: u64,
+    },
+    /// The connection ended; `code` is the server's close code, if it closed it.
+    Disconnected {
+        /// The close code.
+        code: Option<ErrorCode>,
+        /// The reason text.
+        reason: String,
+    },
+    /// A subscription is active (live events follow).
+    Subscribed {
+        /// The subscription id.
+        id: u32,
+    },
+    /// A subscription was refused (for example `RESUME_TOO_OLD`, `NOT_ENTITLED`).
+    Refused {
+        /// The subscription id.
+        id: u32,
+        /// The error.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+}
+
+/// Counters, updated by the client's tasks.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Events delivered.
+    pub events: AtomicU64,
+    /// Events received twice and dropped (a correct server sends none).
+    pub duplicates: AtomicU64,
+    /// Gaps that were not conflation.
+    pub gaps: AtomicU64,
+    /// Conflation gaps.
+    pub conflations: AtomicU64,
+    /// Reconnects.
+    pub reconnects: AtomicU64,
+}
+
+struct Shared {
+    force: Notify,
+    stats: ClientStats,
+    last: Mutex<HashMap<ChannelId, u64>>,
+}
+
+/// A connected client (see the module docs). Dropping it closes the connection.
+pub struct Client {
+    deliveries: mpsc::Receiver<Delivery>,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+    latency: Histogram<u64>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("stats", &self.shared.stats)
+            .finish()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn client_transport(receive_window: u32) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    // Large receive windows by default: a subscriber should be limited by its own reading,
+    // not by flow-control round trips.
+    t.stream_receive_window(receive_window.into())
+        .receive_window((receive_window.saturating_mul(2)).into())
+        .max_concurrent_bidi_streams(0u32.into())
+        .max_concurrent_uni_streams(1u32.into())
+        .keep_alive_interval(Some(Duration::from_secs(2)))
+        .datagram_receive_buffer_size(None);
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
+/// A QUIC connection to a tickwire server, TLS with the pinned certificate and the
+/// `tickwire/1` ALPN, nothing sent yet. For tools and tests that speak the protocol raw.
+pub async fn connect_raw(
+    server: SocketAddr,
+    server_name: &str,
+    certificate: &[u8],
+) -> Result<quinn::Connection, ClientError> {
+    connect_with_window(server, server_name, certificate, 8 << 20).await
+}
+
+async fn connect_with_window(
+    server: SocketAddr,
+    server_name: &str,
+    certificate: &[u8],
+    receive_window: u32,
+) -> Result<quinn::Connection, ClientError> {
+    let setup = |e: &dyn fmt::Display| ClientError::Setup(e.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(certificate.to_vec()))
+        .map_err(|e| setup(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| setup(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| setup(&e))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic_tls));
+    config.transport_config(Arc::new(client_transport(receive_window)));
+    let bind: SocketAddr = if server.ip().is_loopback() {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    } else {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| setup(&e))?;
+    endpoint.set_default_client_config(config);
+    let connecting = endpoint
+        .connect(server, server_name)
+        .map_err(|e| setup(&e))?;
+    connecting.await.map_err(|e| ClientError::Connect {
+        addr: server,
+        reason: e.to_string(),
+    })
+}
+
+/// The server's close code and reason, if it closed the connection.
+pub fn close_code(conn: &quinn::Connection) -> (Option<ErrorCode>, String) {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(close)) => (
+            ErrorCode::from_code(close.error_code.into_inner()),
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        ),
+        Some(other) => (None, other.to_string()),
+        None => (None, "open".to_owned()),
+    }
+}
+
+struct Established {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    session: u64,
+    max_frame: u32,
+    heartbeat: Duration,
+}
+
+async fn establish(
+    config: &ClientConfig,
+    last: &HashMap<ChannelId, u64>,
+) -> Result<Established, ClientError> {
+    let conn = connect_raw(
+        config.server,
+        &config.server_name,
+        &config.server_certificate,
+    )
+    .await?;
+    let lost = |conn: &quinn::Connection| {
+        let (code, reason) = close_code(conn);
+        match code {
+            Some(code) => ClientError::Refused {
+                code,
+                message: reason,
+            },
+            None => ClientError::Connect {
+                addr: config.server,
+                reason,
+            },
+        }
+    };
+    let Ok((mut send, mut recv)) = conn.open_bi().await else {
+        return Err(lost(&conn));
+    };
+    let hello = Control::Hello {
+        token: config.token.as_bytes().to_vec(),
+        client: config.name.clone(),
+    };
+    if send.write_all(&hello.to_frame()).await.is_err() {
+        return Err(lost(&conn));
+    }
+    let answer = match read_control(&mut recv).await {
+        Ok(answer) => answer,
+        Err(_) => return Err(lost(&conn)),
+    };
+    let (session, max_frame, heartbeat_ms) = match answer {
+        Control::Welcome {
+            session,
+            max_frame,
+            heartbeat_ms,
+        } => (session, max_frame, heartbeat_ms),
+        Control::Error { code, message, .. } => {
+            return Err(ClientError::Refused { code, message });
+        }
+        other => {
+            return Err(ClientError::Connect {
+                addr: config.server,
+                reason: format!("expected welcome, got {:?}", other.message_type()),
+            });
+        }
+    };
+    // Resume points first (held by the server until the subscribe), then the subscribes.
+    let mut out = Vec::new();
+    for sub in &config.subscriptions {
+        for (channel, sequence) in last {
+            if channel.kind == sub.kind {
+                Control::Resume {
+                    id: sub.id,
+                    key: channel.key,
+                    last_sequence: *sequence,
+                }
+                .encode(&mut out);
+            }
+        }
+        Control::Subscribe(sub.clone()).encode(&mut out);
+        if out.len() > 32 << 10 {
+            if send.write_all(&out).await.is_err() {
+                return Err(lost(&conn));
+            }
+            out.clear();
+        }
+    }
+    if send.write_all(&out).await.is_err() {
+        return Err(lost(&conn));
+    }
+    Ok(Established {
+        conn,
+        send,
+        recv,
+        session,
+        max_frame: if max_frame == 0 {
+            DEFAULT_MAX_FRAME
+        } else {
+            max_frame
+        },
+        heartbeat: Duration::from_millis(u64::from(heartbeat_ms.max(100))),
+    })
+}
+
+async fn read_control(recv: &mut quinn::RecvStream) -> Result<Control, ReadError> {
+    let (kind, len) = read_header(recv, crate::protocol::MAX_CONTROL_FRAME).await?;
+    let mut payload = vec![0u8; len];
+    recv.read_exact(&mut payload)
+        .await
+        .map_err(|_| ReadError::Closed)?;
+    decode_control(kind, &payload).map_err(ReadError::Wire)
+}
+
+impl Client {
+    /// Connects, authenticates and subscribes; then runs in the background, reconnecting
+    /// and resuming on every disconnect (if `config.reconnect`).
+    pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
+        let shared = Arc::new(Shared {
+            force: Notify::new(),
+            stats: ClientStats::default(),
+            last: Mutex::new(HashMap::new()),
+        });
+        let first =
+            tokio::time::timeout(config.connect_timeout, establish(&config, &HashMap::new()))
+                .await
+                .map_err(|_| ClientError::Timeout)??;
+        let (tx, deliveries) = mpsc::channel(config.buffer.max(1));
+        let task = tokio::spawn(run(config, first, tx, Arc::clone(&shared)));
+        Ok(Self {
+            deliveries,
+            shared,
+            task,
+            latency: new_histogram(),
+        })
+    }
+
+    /// The next delivery; `None` once the client stopped for good (no reconnect, or a
+    /// refused reconnect).
+    pub async fn next(&mut self) -> Option<Delivery> {
+        let delivery = self.deliveries.recv().await?;
+        if let Delivery::Batch(batch) = &delivery {
+            for e in &batch.events {
+                let _ = self
+                    .latency
+                    .record(batch.arrival_ns.saturating_sub(e.receive_ts).max(1));
+            }
+        }
+        Some(delivery)
+    }
+
+    /// Latency from each delivered event's `receive_ts` to its arrival, ns.
+    pub fn latency(&self) -> &Histogram<u64> {
+        &self.latency
+    }
+
+    /// The client's counters.
+    pub fn stats(&self) -> &ClientStats {
+        &self.shared.stats
+    }
+
+    /// The last sequence received per channel.
+    pub fn last_sequences(&self) -> HashMap<ChannelId, u64> {
+        self.shared
+            .last
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// Drops the current connection abruptly (for tests and operators); the client then
+    /// reconnects and resumes.
+    pub fn force_disconnect(&self) {
+        self.shared.force.notify_one();
+    }
+}
+
+async fn run(
+    config: ClientConfig,
+    first: Established,
+    tx: mpsc::Sender<Delivery>,
+    shared: Arc<Shared>,
+) {
+    let mut current = Some(first);
+    let mut reconnects = 0u64;
+    loop {
+        let established = match current.take() {
+            Some(e) => e,
+            None => {
+                tokio::time::sleep(config.reconnect_delay).await;
+                let last = shared.last.lock().map(|m| m.clone()).unwrap_or_default();
+                match tokio::time::timeout(config.connect_timeout, establish(&config, &last)).await
+                {
+                    Ok(Ok(e)) => {
+                        reconnects += 1;
+                        shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        e
+                    }
+                    Ok(Err(ClientError::Refused { code, message }))
+                        if matches!(code, ErrorCode::Unauthenticated) =>
+                    {
+                        let _ = tx
+                            .send(Delivery::Disconnected {
+                                code: Some(code),
+                                reason: message,
+                            })
+                            .await;
+                        return;
+                    }
+                    _ => continue,
+                }
+            }
+        };
+        if tx
+            .send(Delivery::Connected {
+                session: established.session,
+                reconnects,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let (code, reason) = serve(established, &tx, &shared).await;
+        if tx
+            .send(Delivery::Disconnected { code, reason })
+            .await
+            .is_err()
+            || !config.reconnect
+        {
+            return;
+        }
+    }
+}
+
+/// Runs one connection until it ends; returns the server's close code and reason.
+async fn serve(
+    established: Established,
+    tx: &mpsc::Sender<Delivery>,
+    shared: &Arc<Shared>,
+) -> (Option<ErrorCode>, String) {
+    let Established {
+        conn,
+        mut send,
+        mut recv,
+        max_frame,
+        heartbeat,
+        ..
+    } = established;
+    let control_tx = tx.clone();
+    let mut control = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(heartbeat);
+        loop {
+            tokio::select! {
+                msg = read_control(&mut recv) => match msg {
+                    Ok(Control::Error { code, id, message }) if id != 0 => {
+                        if control_tx.send(Delivery::Refused { id, code, message }).await.is_err() { return; }
+                    }
+                    Ok(Control::Subscribed { id }) => {
+                        if control_tx.send(Delivery::Subscribed { id }).await.is_err() { return; }
+                    }
+                    Ok(Control::Error { .. }) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                _ = tick.tick() => {
+                    let beat = Control::Heartbeat { timestamp_ns: wall_ns() }.to_frame();
+                    if send.write_all(&beat).await.is_err() { return; }
+                }
+            }
+        }
+    });
+    let events_conn = conn.clone();
+    let events_tx = tx.clone();
+    let events_shared = Arc::clone(shared);
+    let mut events = tokio::spawn(async move {
+        let Ok(mut stream) = events_conn.accept_uni().await else {
+            return;
+        };
+        read_events(&mut stream, max_frame, &events_tx, &events_shared).await;
+    });
+    let forced = tokio::select! {
+        _ = &mut control => false,
+        _ = &mut events => false,
+        _ = shared.force.notified() => true,
+    };
+    control.abort();
+    events.abort();
+    if !forced {
+        // A stream ended because the connection did: give its close reason a moment to land.
+        let _ = tokio::time::timeout(Duration::from_millis(100), conn.closed()).await;
+    }
+    let outcome = if forced {
+        (None, "disconnect forced by the client".to_owned())
+    } else {
+        close_code(&conn)
+    };
+    conn.close(0u32.into(), b"client disconnect");
+    outcome
+}
+
+async fn read_events(
+    stream: &mut quinn::RecvStream,
+    max_frame: u32,
+    tx: &mpsc::Sender<Delivery>,
+    shared: &Shared,
+) {
+    loop {
+        let Ok((kind, len)) = read_header(stream, max_frame).await else {
+            return;
+        };
+        if kind != MessageType::EventBatch {
+            return;
+        }
+        // Read straight into a 16-byte-aligned buffer: the archive is then aligned.
+        let mut payload = aligned_payload(len);
+        if stream.read_exact(payload.as_mut_slice()).await.is_err() {
+            return;
+        }
+        let arrival_ns = wall_ns();
+        let Ok(archived) = access_event_batch(&payload) else {
+            return;
+        };
+        let Some(kind) = ChannelKind::from_code(archived.channel) else {
+            return;
+        };
+        let channel = ChannelId {
+            kind,
+            key: archived.key.to_native(),
+        };
+        let first = archived.first_sequence.to_native();
+        let flags = archived.flags;
+        let n = archived.events.len() as u64;
+        let (gap, skip) = {
+            let Ok(mut last) = shared.last.lock() else {
+                return;
+            };
+            let prev = last.get(&channel).copied();
+            let gap = prev.filter(|p| first > p + 1).map(|p| p + 1);
+            let skip = prev.map_or(0, |p| (p + 1).saturating_sub(first)).min(n);
+            if n > skip {
+                last.insert(channel, first + n - 1);
+            }
+            (gap, skip)
+        };
+        if skip > 0 {
+            shared.stats.duplicates.fetch_add(skip, Ordering::Relaxed);
+        }
+        if let Some(expected) = gap {
+            let conflated = flags & batch_flags::CONFLATED != 0;
+            let counter = if conflated {
+                &shared.stats.conflations
+            } else {
+                &shared.stats.gaps
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let report = Delivery::Gap {
+                channel,
+                expected,
+                got: first,
+                conflated,
+            };
+            if tx.send(report).await.is_err() {
+                return;
+            }
+        }
+        if n == skip {
+            continue;
+        }
+        let mut events = Vec::with_capacity((n - skip) as usize);
+        for archived_event in archived.events.iter().skip(skip as usize) {
+            match rkyv::deserialize::<Event, rkyv::rancor::Error>(archived_event) {
+                Ok(e) => events.push(e),
+                Err(_) => return,
+            }
+        }
+        shared
+            .stats
+            .events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let batch = Batch {
+            channel,
+            first_sequence: first + skip,
+            flags,
+            events,
+            arrival_ns,
+        };
+        if tx.send(Delivery::Batch(batch)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,730 @@
+//! The fan-out, independent of the transport: per-channel sequences, frames encoded once
+//! and shared, one bounded queue per subscriber, policies for falling behind, resume from a
+//! retained window.
+//!
+//! [`PublisherAgent`] is an [`Agent`]: it reads rings of [`Event`]s, assigns each published
+//! event the next sequence of its channel ([`ChannelKind::of_event`]), keeps the last
+//! `retain_per_channel` events of every channel for resume, encodes each channel's part of
+//! a batch **once** into a [`Bytes`] frame and offers a clone (a reference count) of it to
+//! every subscribed connection's bounded queue with `try_send`. It never waits: a full
+//! queue applies the subscription's [`Policy`]. A transport (the QUIC server today, a
+//! WebTransport session later) talks to the agent through a [`FanoutHandle`]: it
+//! [`attach`](FanoutHandle::attach)es a connection with the sending half of its queue and a
+//! [`Closer`], subscribes on its behalf, and writes whatever arrives on the queue's
+//! receiving half to its stream.
+//!
+//! ```
+//! use tickwire_engine::agent::Agent;
+//! use tickwire_engine::event::{Event, Quote};
+//! use tickwire_engine::ring::RingBuilder;
+//! use tickwire_quic::fanout::{FanoutConfig, PublisherAgent};
+//!
+//! let mut ring = RingBuilder::<Event>::new(64).expect("power of two");
+//! let source = ring.subscriber("publisher");
+//! let mut md = ring.build().expect("has a subscriber");
+//! let (mut agent, _handle) = PublisherAgent::new(vec![source], FanoutConfig::default());
+//! md.publish(|e| { e.instrument = 1; e.set_quote(Quote::default()) }).expect("room");
+//! assert_eq!(agent.do_work(), 1);
+//! assert_eq!(agent.last_sequence(tickwire_quic::protocol::ChannelId {
+//!     kind: tickwire_quic::protocol::ChannelKind::MarketData, key: 1 }), 1);
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::{mpsc, oneshot};
+
+use tickwire_engine::agent::{Agent, AgentContext, AgentError};
+use tickwire_engine::event::{Event, EventKind};
+use tickwire_engine::instrument::InstrumentRegistry;
+use tickwire_engine::ring::Subscriber;
+
+use crate::protocol::{
+    ChannelId, ChannelKind, ErrorCode, EventBatch, Policy, SubscribeRequest, batch_flags,
+    encode_event_frame, pattern_matches,
+};
+
+/// A connection id, unique per transport instance.
+pub type ConnId = u64;
+
+/// Closes a subscriber's connection with a code and reason. Must not block (quinn's
+/// `Connection::close` only queues the close).
+pub trait Closer: Send + Sync + 'static {
+    /// Closes the connection.
+    fn close(&self, code: ErrorCode, reason: &str);
+}
+
+/// The fan-out's settings.
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// Events read from each source ring per `do_work` (default 1024): also the largest live
+    /// frame (64 KiB of events).
+    pub max_batch: usize,
+    /// Events retained per channel for resume (default 16 384, 1 MiB per channel).
+    pub retain_per_channel: usize,
+    /// Events per replay frame (default 8192: 512 KiB, under the 4 MiB frame limit).
+    pub replay_frame_events: usize,
+    /// Symbols of market-data instruments, for patterns; ids in decimal otherwise.
+    pub instruments: InstrumentRegistry,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            retain_per_channel: 16_384,
+            replay_frame_events: 8192,
+            instruments: InstrumentRegistry::default(),
+        }
+    }
+}
+
+/// Counters, readable from any thread (Relaxed: statistics only).
+#[derive(Debug, Default)]
+pub struct FanoutStats {
+    /// Events read from the rings and sequenced.
+    pub events: AtomicU64,
+    /// Frames encoded (once per channel per batch, shared by every subscriber).
+    pub frames_encoded: AtomicU64,
+    /// Frames queued to subscribers (clones of shared frames).
+    pub frames_queued: AtomicU64,
+    /// Times a quote was conflated for a slow subscriber.
+    pub conflated: AtomicU64,
+    /// Connections closed for falling behind.
+    pub slow_disconnects: AtomicU64,
+}
+
+/// Why a subscription was refused: a code for the `Error` frame and a message.
+pub type Refusal = (ErrorCode, String);
+
+enum Command {
+    Attach {
+        conn: ConnId,
+        queue: mpsc::Sender<Bytes>,
+        closer: Arc<dyn Closer>,
+    },
+    Detach {
+        conn: ConnId,
+    },
+    Subscribe {
+        conn: ConnId,
+        request: SubscribeRequest,
+        entitled: Vec<String>,
+        resume: Vec<(u32, u64)>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    Unsubscribe {
+        conn: ConnId,
+        id: u32,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// How a transport talks to the [`PublisherAgent`]: cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct FanoutHandle {
+    commands: Sender<Command>,
+    stats: Arc<FanoutStats>,
+}
+
+impl fmt::Debug for FanoutHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FanoutHandle")
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl FanoutHandle {
+    /// Registers a connection: frames for it go to `queue` (its bound is the subscriber's
+    /// queue); `closer` ends it when it falls behind.
+    pub fn attach(&self, conn: ConnId, queue: mpsc::Sender<Bytes>, closer: Arc<dyn Closer>) {
+        // A send fails only when the agent is gone; the connection then gets nothing, and
+        // its subscribe calls report `Internal`.
+        let _ = self.commands.send(Command::Attach {
+            conn,
+            queue,
+            closer,
+        });
+    }
+
+    /// Forgets a connection (it closed).
+    pub fn detach(&self, conn: ConnId) {
+        let _ = self.commands.send(Command::Detach { conn });
+    }
+
+    /// Subscribes `conn`, restricted to channels whose name matches one of `entitled`,
+    /// replaying `(key, last_sequence)` resume points first.
+    pub async fn subscribe(
+        &self,
+        conn: ConnId,
+        request: SubscribeRequest,
+        entitled: Vec<String>,
+        resume: Vec<(u32, u64)>,
+    ) -> Result<(), Refusal> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Subscribe {
+                conn,
+                request,
+                entitled,
+                resume,
+                reply,
+            })
+            .map_err(|_| (ErrorCode::Internal, "publisher stopped".to_owned()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err((ErrorCode::Internal, "publisher stopped".to_owned())))
+    }
+
+    /// Ends subscription `id` of `conn`; false if it was unknown.
+    pub async fn unsubscribe(&self, conn: ConnId, id: u32) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Unsubscribe { conn, id, reply })
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    /// The agent's counters.
+    pub fn stats(&self) -> &FanoutStats {
+        &self.stats
+    }
+}
+
+struct Channel {
+    name: String,
+    /// Last sequence assigned (0: none yet).
+    last: u64,
+    /// The last events, sequences `last - window.len() + 1 ..= last`.
+    window: VecDeque<Event>,
+    /// This do_work's events for subscribers, encoded once at the end of the batch.
+    batch: EventBatch,
+    subscribers: Vec<ConnId>,
+}
+
+struct Subscription {
+    kind: ChannelKind,
+    patterns: Vec<String>,
+    entitled: Vec<String>,
+    policy: Policy,
+}
+
+impl Subscription {
+    fn matches(&self, id: ChannelId, name: &str) -> bool {
+        id.kind == self.kind
+            && self.patterns.iter().any(|p| pattern_matches(p, name))
+            && self.entitled.iter().any(|p| pattern_matches(p, name))
+    }
+}
+
+struct Delivery {
+    policy: Policy,
+    /// Latest quote (sequence, event) not delivered because the queue was full.
+    pending: Option<(u64, Event)>,
+}
+
+struct Conn {
+    queue: mpsc::Sender<Bytes>,
+    closer: Arc<dyn Closer>,
+    subs: HashMap<u32, Subscription>,
+    delivery: HashMap<ChannelId, Delivery>,
+    pending: usize,
+    closed: bool,
+}
+
+impl Conn {
+    fn close(&mut self, code: ErrorCode, reason: &str, stats: &FanoutStats) {
+        if !self.closed {
+            self.closed = true;
+            stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+            self.closer.close(code, reason);
+        }
+    }
+
+    /// The policy for a channel given the subscriptions matching it: `disconnect` wins.
+    fn policy_for(&self, id: ChannelId, name: &str) -> Option<Policy> {
+        let mut policy = None;
+        for sub in self.subs.values().filter(|s| s.matches(id, name)) {
+            if sub.policy == Policy::Disconnect || policy.is_none() {
+                policy = Some(sub.policy);
+            }
+        }
+        policy
+    }
+}
+
+/// Everything but the sources, so a source's poll closure can borrow it.
+struct Core {
+    channels: HashMap<ChannelId, Channel>,
+    conns: HashMap<ConnId, Conn>,
+    touched: Vec<ChannelId>,
+    config: FanoutConfig,
+    stats: Arc<FanoutStats>,
+}
+
+/// The ring consumer that publishes to subscribers (see the module docs).
+pub struct PublisherAgent {
+    name: String,
+    sources: Vec<Subscriber<Event>>,
+    commands: Receiver<Command>,
+    core: Core,
+}
+
+impl fmt::Debug for PublisherAgent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublisherAgent")
+            .field("name", &self.name)
+            .field("channels", &self.core.channels.len())
+            .field("connections", &self.core.conns.len())
+            .finish()
+    }
+}
+
+impl PublisherAgent {
+    /// An agent reading `sources` (market data, execution reports, notifications rings),
+    /// and the handle transports use to reach it.
+    pub fn new(sources: Vec<Subscriber<Event>>, config: FanoutConfig) -> (Self, FanoutHandle) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stats = Arc::new(FanoutStats::default());
+        let handle = FanoutHandle {
+            commands: tx,
+            stats: Arc::clone(&stats),
+        };
+        let agent = Self {
+            name: "quic-publisher".to_owned(),
+            sources,
+            commands: rx,
+            core: Core {
+                channels: HashMap::new(),
+                conns: HashMap::new(),
+                touched: Vec::new(),
+                config,
+                stats,
+            },
+        };
+        (agent, handle)
+    }
+
+    /// The last sequence assigned on `channel` (0 if none).
+    pub fn last_sequence(&self, channel: ChannelId) -> u64 {
+        self.core.channels.get(&channel).map_or(0, |c| c.last)
+    }
+}
+
+impl Agent for PublisherAgent {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn on_start(&mut self, ctx: &mut AgentContext) -> Result<(), AgentError> {
+        for source in &self.sources {
+            ctx.wake_on(source);
+        }
+        Ok(())
+    }
+
+    fn do_work(&mut self) -> usize {
+        let mut work = 0;
+        while let Ok(command) = self.commands.try_recv() {
+            self.core.apply(command);
+            work += 1;
+        }
+        let max = self.core.config.max_batch;
+        for source in &mut self.sources {
+            let core = &mut self.core;
+            work += source.poll_up_to(max, |event, _, _| core.ingest(event));
+        }
+        self.core.flush_batches();
+        work += self.core.flush_pending();
+        work
+    }
+
+    fn is_done(&self) -> bool {
+        self.sources.iter().all(|s| s.is_finished())
+    }
+}
+
+fn channel_name(config: &FanoutConfig, id: ChannelId) -> String {
+    match id.kind {
+        ChannelKind::MarketData => config
+            .instruments
+            .symbol(id.key)
+            .map_or_else(|| id.key.to_string(), str::to_owned),
+        _ => id.key.to_string(),
+    }
+}
+
+impl Core {
+    fn ingest(&mut self, event: &Event) {
+        let Some(id) = ChannelKind::of_event(event) else {
+            return;
+        };
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        let ch = match self.channels.get_mut(&id) {
+            Some(ch) => ch,
+            None => {
+                let name = channel_name(&self.config, id);
+                let mut subscribers = Vec::new();
+                for (conn_id, conn) in &mut self.conns {
+                    if let Some(policy) = conn.policy_for(id, &name) {
+                        conn.delivery.insert(
+                            id,
+                            Delivery {
+                                policy,
+                                pending: None,
+                            },
+                        );
+                        subscribers.push(*conn_id);
+                    }
+                }
+                self.channels.entry(id).or_insert(Channel {
+                    name,
+                    last: 0,
+                    window: VecDeque::new(),
+                    batch: EventBatch {
+                        key: id.key,
+                        channel: id.kind as u8,
+                        ..EventBatch::default()
+                    },
+                    subscribers,
+                })
+            }
+        };
+        ch.last += 1;
+        if ch.window.len() == self.config.retain_per_channel {
+            ch.window.pop_front();
+        }
+        if self.config.retain_per_channel > 0 {
+            ch.window.push_back(*event);
+        }
+        if !ch.subscribers.is_empty() {
+            if ch.batch.events.is_empty() {
+                ch.batch.first_sequence = ch.last;
+                self.touched.push(id);
+            }
+            ch.batch.events.push(*event);
+        }
+    }
+
+    /// Encodes each touched channel's batch once and offers it to every subscriber.
+    fn flush_batches(&mut self) {
+        for id in self.touched.drain(..) {
+            let Some(ch) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            let Some(latest) = ch.batch.events.last().copied() else {
+                continue;
+            };
+            let frame = encode_event_frame(&ch.batch);
+            self.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+            let quotes_only = ch
+                .batch
+                .events
+                .iter()
+                .all(|e| e.kind == EventKind::Quote as u8);
+            ch.batch.events.clear();
+            for conn_id in &ch.subscribers {
+                if let Some(conn) = self.conns.get_mut(conn_id) {
+                    offer(
+                        conn,
+                        id,
+                        &frame,
+                        quotes_only,
+                        (ch.last, latest),
+                        &self.stats,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends conflated quotes to connections whose queues have room again.
+    fn flush_pending(&mut self) -> usize {
+        let mut sent = 0;
+        for conn in self.conns.values_mut() {
+            if conn.pending == 0 || conn.closed {
+                continue;
+            }
+            let Conn {
+                queue,
+                delivery,
+                pending,
+                ..
+            } = conn;
+            for (id, d) in delivery.iter_mut() {
+                if d.pending.is_some() {
+                    if !send_pending(queue, *id, d) {
+                        break;
+                    }
+                    *pending -= 1;
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Attach {
+                conn,
+                queue,
+                closer,
+            } => {
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        queue,
+                        closer,
+                        subs: HashMap::new(),
+                        delivery: HashMap::new(),
+                        pending: 0,
+                        closed: false,
+                    },
+                );
+            }
+            Command::Detach { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    for id in c.delivery.keys() {
+                        if let Some(ch) = self.channels.get_mut(id) {
+                            ch.subscribers.retain(|s| *s != conn);
+                        }
+                    }
+                }
+            }
+            Command::Subscribe {
+                conn,
+                request,
+                entitled,
+                resume,
+                reply,
+            } => {
+                let _ = reply.send(self.subscribe(conn, request, entitled, &resume));
+            }
+            Command::Unsubscribe { conn, id, reply } => {
+                let _ = reply.send(self.unsubscribe(conn, id));
+            }
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        conn_id: ConnId,
+        request: SubscribeRequest,
+        entitled: Vec<String>,
+        resume: &[(u32, u64)],
+    ) -> Result<(), Refusal> {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return Err((ErrorCode::Internal, "connection not attached".to_owned()));
+        };
+        if conn.subs.contains_key(&request.id) {
+            return Err((ErrorCode::DuplicateSubscription, "id in use".to_owned()));
+        }
+        let sub = Subscription {
+            kind: request.kind,
+            patterns: request.patterns,
+            entitled,
+            policy: request.policy,
+        };
+        // Check every resume point before changing anything.
+        let mut replays = Vec::new();
+        for &(key, last) in resume {
+            let id = ChannelId {
+                kind: sub.kind,
+                key,
+            };
+            let Some(ch) = self.channels.get(&id) else {
+                if last > 0 {
+                    return Err((
+                        ErrorCode::ResumeAhead,
+                        format!("channel {key} has published nothing; asked after {last}"),
+                    ));
+                }
+                continue;
+            };
+            if !sub.matches(id, &ch.name) || conn.delivery.contains_key(&id) {
+                continue;
+            }
+            if last > ch.last {
+                return Err((
+                    ErrorCode::ResumeAhead,
+                    format!("channel {key} is at {}; asked after {last}", ch.last),
+                ));
+            }
+            let first_retained = ch.last - ch.window.len() as u64 + 1;
+            if last + 1 < first_retained {
+                return Err((
+                    ErrorCode::ResumeTooOld,
+                    format!("channel {key} retains from {first_retained}; asked after {last}"),
+                ));
+            }
+            replays.push((id, last));
+        }
+        // Join every matching channel, present ones now, future ones in `ingest`.
+        conn.subs.insert(request.id, sub);
+        for (id, ch) in &mut self.channels {
+            if id.kind != request.kind {
+                continue;
+            }
+            if let Some(policy) = conn.policy_for(*id, &ch.name) {
+                match conn.delivery.get_mut(id) {
+                    Some(d) => d.policy = policy,
+                    None => {
+                        conn.delivery.insert(
+                            *id,
+                            Delivery {
+                                policy,
+                                pending: None,
+                            },
+                        );
+                        ch.subscribers.push(conn_id);
+                    }
+                }
+            }
+        }
+        // Replay, ahead of any live frame (commands run between batches).
+        for (id, last) in replays {
+            let Some(ch) = self.channels.get(&id) else {
+                continue;
+            };
+            let first_retained = ch.last - ch.window.len() as u64 + 1;
+            let skip = (last + 1 - first_retained) as usize;
+            let events: Vec<Event> = ch.window.iter().skip(skip).copied().collect();
+            for (i, chunk) in events
+                .chunks(self.config.replay_frame_events.max(1))
+                .enumerate()
+            {
+                let frame = encode_event_frame(&EventBatch {
+                    first_sequence: last + 1 + (i * self.config.replay_frame_events) as u64,
+                    key: id.key,
+                    channel: id.kind as u8,
+                    flags: batch_flags::REPLAY,
+                    events: chunk.to_vec(),
+                });
+                if conn.queue.try_send(frame).is_err() {
+                    conn.close(
+                        ErrorCode::SlowConsumer,
+                        "replay does not fit the subscriber queue",
+                        &self.stats,
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, conn_id: ConnId, sub_id: u32) -> bool {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return false;
+        };
+        if conn.subs.remove(&sub_id).is_none() {
+            return false;
+        }
+        let ids: Vec<ChannelId> = conn.delivery.keys().copied().collect();
+        for id in ids {
+            let Some(ch) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            match conn.policy_for(id, &ch.name) {
+                Some(policy) => {
+                    if let Some(d) = conn.delivery.get_mut(&id) {
+                        d.policy = policy;
+                    }
+                }
+                None => {
+                    if let Some(d) = conn.delivery.remove(&id) {
+                        if d.pending.is_some() {
+                            conn.pending -= 1;
+                        }
+                    }
+                    ch.subscribers.retain(|s| *s != conn_id);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Sends a delivery's conflated quote; false if the queue is still full.
+fn send_pending(queue: &mpsc::Sender<Bytes>, id: ChannelId, d: &mut Delivery) -> bool {
+    let Some((sequence, event)) = d.pending else {
+        return true;
+    };
+    let frame = encode_event_frame(&EventBatch {
+        first_sequence: sequence,
+        key: id.key,
+        channel: id.kind as u8,
+        flags: batch_flags::CONFLATED,
+        events: vec![event],
+    });
+    match queue.try_send(frame) {
+        Ok(()) => {
+            d.pending = None;
+            true
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => false,
+        // The connection is gone; its detach follows.
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            d.pending = None;
+            true
+        }
+    }
+}
+
+/// Offers a shared frame to one connection, applying its policy when the queue is full.
+fn offer(
+    conn: &mut Conn,
+    id: ChannelId,
+    frame: &Bytes,
+    quotes_only: bool,
+    latest: (u64, Event),
+    stats: &FanoutStats,
+) {
+    if conn.closed {
+        return;
+    }
+    let Some(d) = conn.delivery.get_mut(&id) else {
+        return;
+    };
+    let had_pending = d.pending.is_some();
+    let mut full = had_pending && !send_pending(&conn.queue, id, d);
+    if had_pending && !full {
+        conn.pending -= 1;
+    }
+    if !full {
+        match conn.queue.try_send(frame.clone()) {
+            Ok(()) => {
+                stats.frames_queued.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => full = true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+    debug_assert!(full);
+    match d.policy {
+        Policy::Disconnect => conn.close(ErrorCode::SlowConsumer, "subscriber queue full", stats),
+        Policy::Conflate if quotes_only => {
+            if d.pending.is_none() {
+                conn.pending += 1;
+            }
+            d.pending = Some(latest);
+            stats.conflated.fetch_add(1, Ordering::Relaxed);
+        }
+        Policy::Conflate => conn.close(
+            ErrorCode::Undeliverable,
+            "subscriber queue full and a non-quote event cannot be conflated",
+            stats,
+        ),
+    }
+}
