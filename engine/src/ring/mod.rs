@@ -612,8 +612,12 @@ impl<T> Subscriber<T> {
             return 0;
         }
         let start = self.next;
+        // Read the slice and mask once, outside the loop: `Shared` holds `UnsafeCell`s, so
+        // without this the compiler may have to reload them after every handler call.
+        let slots = &self.shared.slots[..];
+        let mask = self.shared.mask;
         for sequence in start..end {
-            self.shared.slot(sequence).with(|slot| {
+            slots[(sequence & mask) as usize].with(|slot| {
                 // SAFETY: `sequence < available`, so the writer published it (or every
                 // upstream subscriber finished it, which implies the same) and will not
                 // overwrite it until our sequence passes it, which happens only in
