@@ -4,7 +4,8 @@
 //!
 //! Runs each scenario of `benches/feeds.rs` (same generated day) `ROUNDS` times and prints
 //! the best round in messages per second of wall time and of CPU time, with `itchy` in the
-//! same run. `cargo run --release -p tickwire-bench --bin itch_throughput`.
+//! same run. `cargo run --release -p tickwire-bench --bin itch_throughput [FILTER]`: with
+//! `FILTER`, only the scenarios whose name contains it run (e.g. `book/` under a profiler).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -33,6 +34,11 @@ fn thread_cpu_ns() -> u64 {
 }
 
 fn measure(name: &str, messages: u64, mut run: impl FnMut() -> u64) {
+    if let Some(filter) = std::env::args().nth(1) {
+        if !name.contains(&filter) {
+            return;
+        }
+    }
     let (mut best_wall, mut best_cpu) = (u64::MAX, u64::MAX);
     for _ in 0..ROUNDS {
         let (wall, cpu) = (Instant::now(), thread_cpu_ns());
