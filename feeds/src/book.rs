@@ -26,11 +26,13 @@
 //! assert!(books.execute(1, 1).is_err(), "order 1 is gone");
 //! ```
 
-use std::collections::hash_map::Entry;
+mod orders;
+
 use std::collections::{BTreeMap, btree_map};
 
-use rustc_hash::FxHashMap;
-use tickwire_engine::event::{Quote, Side};
+use tickwire_engine::event::{Quote, SIZE_SCALE, Side};
+
+use orders::{OrderTable, ReduceError};
 
 /// Why a book update could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -320,6 +322,28 @@ impl Levels {
         self.hot.last()
     }
 
+    /// Whether the side has a level strictly better than `price`: then a change at `price`
+    /// left the best level as it was.
+    #[inline]
+    pub fn is_behind_best(&self, price: i64) -> bool {
+        self.hot
+            .last()
+            .is_some_and(|best| self.key(price) < self.key(best.price))
+    }
+
+    /// Asks the CPU to start loading the best levels (a hint; see
+    /// [`OrderBooks::prefetch_book`]).
+    #[inline(always)]
+    fn prefetch_top(&self) {
+        // The best 8 levels, 192 bytes: every other level touches each of their cache lines.
+        let n = self.hot.len();
+        let mut i = n.saturating_sub(8);
+        while i < n {
+            orders::prefetch_read(&self.hot[i]);
+            i += 2;
+        }
+    }
+
     /// Levels from the best outwards.
     pub fn iter(&self) -> impl Iterator<Item = &Level> {
         self.hot.iter().rev().chain(self.cold.values().rev())
@@ -370,6 +394,15 @@ impl OrderBook {
         }
     }
 
+    /// The side's levels (`Side::None` reads as the bids).
+    #[inline]
+    pub fn side(&self, side: Side) -> &Levels {
+        match side {
+            Side::Ask => &self.asks,
+            _ => &self.bids,
+        }
+    }
+
     /// Top of book as a [`Quote`] (empty sides are price 0, size 0; `seq` is 0).
     #[inline]
     pub fn top(&self) -> Quote {
@@ -411,13 +444,34 @@ pub struct RestingOrder {
 
 /// Order-by-order books for many instruments, keyed by the venue's order id (unique across
 /// instruments, as ITCH order reference numbers are for a day).
-#[derive(Debug, Clone, Default)]
+///
+/// The order table is tuned for ids that mostly increase with few gaps (ITCH reference
+/// numbers) and for sizes in whole units (shares, contracts): such orders sit in a
+/// direct-indexed window of 16-byte slots; others in a hash map (see `book/orders.rs`).
+#[derive(Debug, Clone)]
 pub struct OrderBooks {
-    orders: FxHashMap<u64, RestingOrder>,
+    orders: OrderTable,
     books: Vec<OrderBook>,
 }
 
+impl Default for OrderBooks {
+    /// Sizes kept compactly in whole units of [`SIZE_SCALE`] (one share or contract).
+    fn default() -> Self {
+        Self::with_size_unit(SIZE_SCALE)
+    }
+}
+
 impl OrderBooks {
+    /// Empty books whose order table keeps sizes compactly in whole multiples of
+    /// `size_unit` (10⁻⁸ units, not 0); orders with other sizes are kept exactly too, in
+    /// the slower part of the table.
+    pub fn with_size_unit(size_unit: u64) -> Self {
+        Self {
+            orders: OrderTable::new(size_unit),
+            books: Vec::new(),
+        }
+    }
+
     /// The book of `instrument`, if any order was ever added for it.
     pub fn book(&self, instrument: u32) -> Option<&OrderBook> {
         self.books.get(instrument as usize)
@@ -432,9 +486,27 @@ impl OrderBooks {
         &mut self.books[i]
     }
 
-    /// A resting order.
-    pub fn order(&self, order_id: u64) -> Option<&RestingOrder> {
-        self.orders.get(&order_id)
+    /// A resting order (a copy: the table stores orders compactly).
+    pub fn order(&self, order_id: u64) -> Option<RestingOrder> {
+        self.orders.get(order_id)
+    }
+
+    /// Asks the CPU to start loading what an update of order `order_id` will read: call
+    /// it for the next message before applying the current one, so its lookup does not
+    /// wait for memory. Only a hint; it changes nothing.
+    #[inline(always)]
+    pub fn prefetch_order(&self, order_id: u64) {
+        self.orders.prefetch(order_id);
+    }
+
+    /// Asks the CPU to start loading the best levels of both sides of `instrument`'s book
+    /// (reading the book's header to find them). Only a hint.
+    #[inline(always)]
+    pub fn prefetch_book(&self, instrument: u32) {
+        if let Some(book) = self.books.get(instrument as usize) {
+            book.bids.prefetch_top();
+            book.asks.prefetch_top();
+        }
     }
 
     /// Number of resting orders.
@@ -443,6 +515,7 @@ impl OrderBooks {
     }
 
     /// Adds an order.
+    #[inline]
     pub fn add(
         &mut self,
         instrument: u32,
@@ -454,17 +527,14 @@ impl OrderBooks {
         if side == Side::None {
             return Err(BookError::NoSide(order_id));
         }
-        // One probe of the order table (the entry), not two (contains, then insert).
-        match self.orders.entry(order_id) {
-            Entry::Occupied(_) => return Err(BookError::DuplicateOrder(order_id)),
-            Entry::Vacant(slot) => {
-                slot.insert(RestingOrder {
-                    instrument,
-                    side,
-                    price,
-                    size,
-                });
-            }
+        let order = RestingOrder {
+            instrument,
+            side,
+            price,
+            size,
+        };
+        if !self.orders.insert(order_id, order) {
+            return Err(BookError::DuplicateOrder(order_id));
         }
         self.book_mut(instrument).side_mut(side).add(price, size, 1);
         Ok(())
@@ -472,41 +542,35 @@ impl OrderBooks {
 
     /// Removes `size` from an order (an execution or a partial cancel); the order leaves
     /// the book when nothing remains. Returns the order as it was before.
+    #[inline]
     pub fn reduce(&mut self, order_id: u64, size: u64) -> Result<RestingOrder, BookError> {
-        // One probe of the order table: a full fill removes through the same entry.
-        let Entry::Occupied(mut entry) = self.orders.entry(order_id) else {
-            return Err(BookError::UnknownOrder(order_id));
-        };
-        let before = *entry.get();
-        if size > before.size {
-            return Err(BookError::Overfill {
+        let before = self.orders.reduce(order_id, size).map_err(|e| match e {
+            ReduceError::Unknown => BookError::UnknownOrder(order_id),
+            ReduceError::Overfill(remaining) => BookError::Overfill {
                 order_id,
                 requested: size,
-                remaining: before.size,
-            });
-        }
+                remaining,
+            },
+        })?;
         let gone = size == before.size;
-        if gone {
-            entry.remove();
-        } else {
-            entry.get_mut().size -= size;
-        }
-        let book = self.book_mut(before.instrument);
-        book.side_mut(before.side)
+        self.book_mut(before.instrument)
+            .side_mut(before.side)
             .remove(before.price, size, u32::from(gone));
         Ok(before)
     }
 
     /// An execution of `size` against an order (same as [`reduce`](Self::reduce)).
+    #[inline]
     pub fn execute(&mut self, order_id: u64, size: u64) -> Result<RestingOrder, BookError> {
         self.reduce(order_id, size)
     }
 
     /// Removes an order entirely; returns it as it was.
+    #[inline]
     pub fn delete(&mut self, order_id: u64) -> Result<RestingOrder, BookError> {
         let order = self
             .orders
-            .remove(&order_id)
+            .remove(order_id)
             .ok_or(BookError::UnknownOrder(order_id))?;
         self.book_mut(order.instrument)
             .side_mut(order.side)
@@ -516,6 +580,7 @@ impl OrderBooks {
 
     /// Replaces an order with a new id, price and size on the same side and instrument;
     /// returns the old order.
+    #[inline]
     pub fn replace(
         &mut self,
         old_id: u64,
@@ -523,7 +588,7 @@ impl OrderBooks {
         price: i64,
         size: u64,
     ) -> Result<RestingOrder, BookError> {
-        if old_id != new_id && self.orders.contains_key(&new_id) {
+        if old_id != new_id && self.orders.get(new_id).is_some() {
             return Err(BookError::DuplicateOrder(new_id));
         }
         let old = self.delete(old_id)?;
@@ -533,7 +598,7 @@ impl OrderBooks {
 
     /// Removes every order of `instrument` and empties its book.
     pub fn clear_instrument(&mut self, instrument: u32) {
-        self.orders.retain(|_, o| o.instrument != instrument);
+        self.orders.remove_instrument(instrument);
         self.book_mut(instrument).clear();
     }
 }

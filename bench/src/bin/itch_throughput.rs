@@ -113,25 +113,37 @@ fn main() {
         assert_eq!(feed.messages(), messages);
         events
     });
-    measure("book/tickwire_builder", messages, || {
-        let mut builder = ItchBookBuilder::new(ItchConfig::default());
-        let mut frames = Frames::new(&bytes);
-        let (mut events, mut seq) = (0, 0);
-        'day: loop {
-            let mut sink = Sink::from_slice(&mut slots);
-            while sink.remaining() >= MAX_EVENTS_PER_MESSAGE {
-                let Some(frame) = frames.next() else {
-                    events += sink.written() as u64;
-                    break 'day;
-                };
-                let (_, frame) = frame.expect("valid frames");
-                seq += 1;
-                builder
-                    .apply(&decode(frame).expect("valid"), seq, 0, &mut sink)
-                    .expect("a valid day");
+    // The bare builder over in-memory frames, without and with the prefetch of the next
+    // message's order that the file feed does.
+    for (name, prefetch) in [
+        ("book/tickwire_builder", false),
+        ("book/tickwire_builder_prefetch", true),
+    ] {
+        measure(name, messages, || {
+            let mut builder = ItchBookBuilder::new(ItchConfig::default());
+            let mut frames = Frames::new(&bytes);
+            let (mut events, mut seq) = (0, 0);
+            'day: loop {
+                let mut sink = Sink::from_slice(&mut slots);
+                while sink.remaining() >= MAX_EVENTS_PER_MESSAGE {
+                    let Some(frame) = frames.next() else {
+                        events += sink.written() as u64;
+                        break 'day;
+                    };
+                    let (_, frame) = frame.expect("valid frames");
+                    if prefetch {
+                        if let Some(Ok((_, next))) = frames.clone().next() {
+                            builder.prefetch(next);
+                        }
+                    }
+                    seq += 1;
+                    builder
+                        .apply(&decode(frame).expect("valid"), seq, 0, &mut sink)
+                        .expect("a valid day");
+                }
+                events += sink.written() as u64;
             }
-            events += sink.written() as u64;
-        }
-        events
-    });
+            events
+        });
+    }
 }
