@@ -144,6 +144,9 @@ pub(super) struct OrderTable {
     /// `slots.len()` past which an append first cuts the window.
     limit: usize,
     spill: FxHashMap<u64, RestingOrder>,
+    /// No id above this is in the spill: ids past the window's end (every add) and most in
+    /// it skip the hash lookup, as the spill holds mostly evicted old ids.
+    spill_max: u64,
 }
 
 impl OrderTable {
@@ -157,6 +160,7 @@ impl OrderTable {
             in_window: 0,
             limit: MIN_WINDOW,
             spill: FxHashMap::default(),
+            spill_max: 0,
         }
     }
 
@@ -208,10 +212,10 @@ impl OrderTable {
                 return Some(self.expand(slot));
             }
         }
-        if self.spill.is_empty() {
-            None
-        } else {
+        if self.may_be_spilled(id) {
             self.spill.get(&id).copied()
+        } else {
+            None
         }
     }
 
@@ -224,10 +228,31 @@ impl OrderTable {
         }
     }
 
+    /// Whether `id` may be in the spill (false means it is not).
+    #[inline(always)]
+    fn may_be_spilled(&self, id: u64) -> bool {
+        id <= self.spill_max && !self.spill.is_empty()
+    }
+
     /// Whether `id` is in the spill (only asked when the window does not hold it).
     #[inline(always)]
     fn spilled(&self, id: u64) -> bool {
-        !self.spill.is_empty() && self.spill.contains_key(&id)
+        self.may_be_spilled(id) && self.spill.contains_key(&id)
+    }
+
+    /// Puts an order in the spill.
+    fn spill_insert(&mut self, id: u64, order: RestingOrder) {
+        self.spill_max = self.spill_max.max(id);
+        self.spill.insert(id, order);
+    }
+
+    /// Takes an order out of the spill.
+    fn spill_remove(&mut self, id: u64) -> Option<RestingOrder> {
+        let order = self.spill.remove(&id);
+        if self.spill.is_empty() {
+            self.spill_max = 0;
+        }
+        order
     }
 
     /// Adds `order` as `id`; false (and nothing changes) if `id` is resting already.
@@ -247,7 +272,7 @@ impl OrderTable {
                     self.in_window += 1;
                 }
                 None => {
-                    self.spill.insert(id, order);
+                    self.spill_insert(id, order);
                 }
             }
             return true;
@@ -271,7 +296,7 @@ impl OrderTable {
             return false;
         }
         let Some(slot) = compact else {
-            self.spill.insert(id, order);
+            self.spill_insert(id, order);
             return true;
         };
         let offset = id.wrapping_sub(self.base);
@@ -295,7 +320,7 @@ impl OrderTable {
             self.in_window = 1;
             return true;
         }
-        self.spill.insert(id, order);
+        self.spill_insert(id, order);
         true
     }
 
@@ -305,7 +330,7 @@ impl OrderTable {
             let slot = self.slots[i];
             if slot.is_live() {
                 let order = self.expand(slot);
-                self.spill.insert(self.base + i as u64, order);
+                self.spill_insert(self.base + i as u64, order);
                 self.slots[i] = Slot::EMPTY;
                 self.in_window -= 1;
             }
@@ -348,7 +373,7 @@ impl OrderTable {
                     // Not a whole number of units any more: the spill keeps it exactly.
                     self.slots[i].tag = 0;
                     self.in_window -= 1;
-                    self.spill.insert(
+                    self.spill_insert(
                         id,
                         RestingOrder {
                             size: remaining,
@@ -363,6 +388,9 @@ impl OrderTable {
     }
 
     fn reduce_spilled(&mut self, id: u64, size: u64) -> Result<RestingOrder, ReduceError> {
+        if !self.may_be_spilled(id) {
+            return Err(ReduceError::Unknown);
+        }
         let Some(order) = self.spill.get_mut(&id) else {
             return Err(ReduceError::Unknown);
         };
@@ -372,7 +400,7 @@ impl OrderTable {
         }
         order.size -= size;
         if order.size == 0 {
-            self.spill.remove(&id);
+            self.spill_remove(id);
         }
         Ok(before)
     }
@@ -388,10 +416,10 @@ impl OrderTable {
                 return Some(self.expand(slot));
             }
         }
-        if self.spill.is_empty() {
-            None
+        if self.may_be_spilled(id) {
+            self.spill_remove(id)
         } else {
-            self.spill.remove(&id)
+            None
         }
     }
 
@@ -404,6 +432,9 @@ impl OrderTable {
             }
         }
         self.spill.retain(|_, o| o.instrument != instrument);
+        if self.spill.is_empty() {
+            self.spill_max = 0;
+        }
     }
 }
 
