@@ -12,6 +12,12 @@
 //! keep the rest in a `BTreeMap`, so an update far from the top costs a tree search
 //! instead of moving most of the side (40% of Binance decoding time before the split).
 //!
+//! [`OrderBooks`] finds resting orders through a window of 16-byte slots indexed by order
+//! id, since ITCH reference numbers mostly increase with few gaps, with a hash map for the
+//! ids and orders that do not fit it (`book/orders.rs` explains the policy). Feeds call
+//! [`OrderBooks::prefetch_order`] and [`OrderBooks::prefetch_book`] for the next message
+//! before applying the current one, so its cache misses overlap with useful work.
+//!
 //! ```
 //! use tickwire_engine::event::Side;
 //! use tickwire_feeds::book::OrderBooks;
@@ -90,7 +96,7 @@ const HOT_REFILL: usize = 32;
 
 /// The levels of one side, best last.
 ///
-/// The best [`HOT_MAX`] levels or fewer are a `Vec` sorted so the best is last (most
+/// The best 128 levels or fewer are a `Vec` sorted so the best is last (most
 /// updates touch the top, which is one load and moves few elements); the levels behind them
 /// are in a `BTreeMap`, so a deep book (thousands of levels, as Binance sends) does not
 /// pay a memmove of the whole side for an update far from the top. Every level in the map
