@@ -41,8 +41,13 @@ const SLOTS_PER_LIVE: usize = 8;
 const MAX_GAP: u64 = 64;
 
 /// A window with at most this many resting orders moves them to the spill and restarts at
-/// an id far from it, instead of sending that id (and the ones after it) to the spill.
+/// an id far from it, instead of sending that id (and the ones after it) to the spill...
 const REBASE_MAX_LIVE: usize = 64;
+
+/// ...provided the window has been used for at least this many slots (or is empty): sparse
+/// ids (a venue whose order ids jump by more than [`MAX_GAP`]) would otherwise restart the
+/// window at every add, each time moving the previous add's order to the spill.
+const REBASE_MIN_SLOTS: usize = 4 * REBASE_MAX_LIVE;
 
 /// Instruments up to this id fit a slot (two bits of the tag are the side).
 const MAX_SLOT_INSTRUMENT: u32 = (1 << 30) - 1;
@@ -310,7 +315,9 @@ impl OrderTable {
             self.in_window += 1;
             return true;
         }
-        if self.in_window <= REBASE_MAX_LIVE {
+        if self.in_window == 0
+            || (self.in_window <= REBASE_MAX_LIVE && self.slots.len() >= REBASE_MIN_SLOTS)
+        {
             // Few orders in the window and an id far from it: start the window over there.
             self.evict(self.slots.len());
             self.slots.clear();
@@ -541,11 +548,25 @@ mod tests {
         let mut t = OrderTable::new(1);
         assert!(t.insert(5_000_000_000, order(0, Side::Ask, 1, 1)));
         assert!(t.spill.is_empty() && t.base == 5_000_000_000);
-        assert!(t.insert(7, order(0, Side::Ask, 1, 1)));
-        assert!(
-            t.spill.contains_key(&5_000_000_000) && t.base == 7,
-            "rebased"
+        // Sparse ids: the window stays put and they go to the spill.
+        for i in 1..1_000u64 {
+            assert!(t.insert(5_000_000_000 + i * 1_000, order(0, Side::Ask, 1, 1)));
+        }
+        assert_eq!(
+            (t.base, t.in_window, t.spill.len()),
+            (5_000_000_000, 1, 999)
         );
+        assert_eq!(t.remove(5_000_000_000).map(|o| o.price), Some(1));
+        assert!(t.insert(7, order(0, Side::Ask, 1, 1)));
+        assert_eq!((t.base, t.in_window), (7, 1), "an empty window rebases");
+        // A window used for a while, holding few orders, rebases to a far id.
+        for id in 8..1_000u64 {
+            assert!(t.insert(id, order(0, Side::Ask, 1, 1)));
+            assert!(t.remove(id).is_some());
+        }
+        assert!(t.insert(1 << 50, order(0, Side::Ask, 1, 1)));
+        assert_eq!(t.base, 1 << 50);
+        assert_eq!(t.get(7).map(|o| o.price), Some(1), "moved to the spill");
     }
 
     /// An operation of the property test.
