@@ -8,7 +8,8 @@
 //!   its `Message`.
 //! * `itch_book/*` — decoding plus order books and events: the `ItchFileFeed` as the
 //!   ingest agent drives it (through `Read`, into 256-slot sinks), and the bare builder
-//!   over in-memory frames.
+//!   over in-memory frames, without and with [`ItchBookBuilder::prefetch`] of the next
+//!   message (which the file feed does).
 //!
 //! Throughput is in messages. Run with
 //! `cargo bench -p tickwire-bench --bench feeds -- --measurement-time 3`.
@@ -111,32 +112,44 @@ fn decode_and_book(c: &mut Criterion) {
         })
     });
 
-    group.bench_function("tickwire_builder", |b| {
-        let mut slots = vec![Event::default(); 256];
-        b.iter(|| {
-            let mut builder = ItchBookBuilder::new(ItchConfig::default());
-            let mut frames = Frames::new(&bytes);
-            let mut events = 0;
-            let mut seq = 0;
-            'day: loop {
-                let mut sink = Sink::from_slice(&mut slots);
-                while sink.remaining() >= MAX_EVENTS_PER_MESSAGE {
-                    let Some(frame) = frames.next() else {
-                        events += sink.written();
-                        break 'day;
-                    };
-                    let (_, frame) = frame.expect("valid frames");
-                    seq += 1;
-                    builder
-                        .apply(&decode(frame).expect("valid"), seq, 0, &mut sink)
-                        .expect("a valid day");
+    // The bare builder, without and with the prefetch of the next message that the file
+    // feed does.
+    for (name, prefetch) in [
+        ("tickwire_builder", false),
+        ("tickwire_builder_prefetch", true),
+    ] {
+        group.bench_function(name, |b| {
+            let mut slots = vec![Event::default(); 256];
+            b.iter(|| {
+                let mut builder = ItchBookBuilder::new(ItchConfig::default());
+                let mut frames = Frames::new(&bytes);
+                let mut events = 0;
+                let mut seq = 0;
+                'day: loop {
+                    let mut sink = Sink::from_slice(&mut slots);
+                    while sink.remaining() >= MAX_EVENTS_PER_MESSAGE {
+                        let Some(frame) = frames.next() else {
+                            events += sink.written();
+                            break 'day;
+                        };
+                        let (_, frame) = frame.expect("valid frames");
+                        if prefetch {
+                            if let Some(Ok((_, next))) = frames.clone().next() {
+                                builder.prefetch(next);
+                            }
+                        }
+                        seq += 1;
+                        builder
+                            .apply(&decode(frame).expect("valid"), seq, 0, &mut sink)
+                            .expect("a valid day");
+                    }
+                    events += sink.written();
                 }
-                events += sink.written();
-            }
-            assert_eq!(seq, messages);
-            events
-        })
-    });
+                assert_eq!(seq, messages);
+                events
+            })
+        });
+    }
     group.finish();
 }
 

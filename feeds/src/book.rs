@@ -7,7 +7,16 @@
 //! or near the top of the book, so inserts and removals move few elements and the top is
 //! one load. (A `BTreeMap` costs a pointer chase per level and measured slower for this
 //! access pattern in every public order-book benchmark we know of; the sorted vector is
-//! what most HFT books use.)
+//! what most HFT books use.) Only the best 128 levels or fewer live in the vector, though:
+//! deep L2 books (Binance sends thousands of levels a side and updates all through them)
+//! keep the rest in a `BTreeMap`, so an update far from the top costs a tree search
+//! instead of moving most of the side (40% of Binance decoding time before the split).
+//!
+//! [`OrderBooks`] finds resting orders through a window of 16-byte slots indexed by order
+//! id, since ITCH reference numbers mostly increase with few gaps, with a hash map for the
+//! ids and orders that do not fit it (`book/orders.rs` explains the policy). Feeds call
+//! [`OrderBooks::prefetch_order`] and [`OrderBooks::prefetch_book`] for the next message
+//! before applying the current one, so its cache misses overlap with useful work.
 //!
 //! ```
 //! use tickwire_engine::event::Side;
@@ -23,10 +32,13 @@
 //! assert!(books.execute(1, 1).is_err(), "order 1 is gone");
 //! ```
 
-use std::collections::hash_map::Entry;
+mod orders;
 
-use rustc_hash::FxHashMap;
-use tickwire_engine::event::{Quote, Side};
+use std::collections::{BTreeMap, btree_map};
+
+use tickwire_engine::event::{Quote, SIZE_SCALE, Side};
+
+use orders::{OrderTable, ReduceError};
 
 /// Why a book update could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,61 +77,151 @@ pub struct Level {
     pub orders: u32,
 }
 
+/// Levels kept in the sorted vector at most: one more moves the worst
+/// [`HOT_SPILL`] of them to the map. 128 levels are 3 KiB, so an insert or removal moves at
+/// most that much; the ITCH generator's books (a dozen levels a side) never spill, while the
+/// Binance BTCUSDT recording's (about 1 200 bids and 2 200 asks) keep their top 64 to 128 in
+/// the vector.
+const HOT_MAX: usize = 128;
+
+/// Levels moved from the vector to the map when it outgrows [`HOT_MAX`].
+const HOT_SPILL: usize = HOT_MAX / 2;
+
+/// Below this many levels in the vector, the best levels of the map are moved back (up to
+/// [`HOT_REFILL`] of them), so the vector never runs empty while the map holds levels.
+const HOT_MIN: usize = 8;
+
+/// Levels moved from the map back to the vector when it falls under [`HOT_MIN`].
+const HOT_REFILL: usize = 32;
+
 /// The levels of one side, best last.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The best 128 levels or fewer are a `Vec` sorted so the best is last (most
+/// updates touch the top, which is one load and moves few elements); the levels behind them
+/// are in a `BTreeMap`, so a deep book (thousands of levels, as Binance sends) does not
+/// pay a memmove of the whole side for an update far from the top. Every level in the map
+/// is worse than every level in the vector, and the map is empty whenever the vector is.
+#[derive(Debug, Clone)]
 pub struct Levels {
     side: Side,
-    /// Sorted so the best price is last: ascending for bids, descending for asks.
-    levels: Vec<Level>,
+    /// The best levels, sorted by key ascending: the best is last.
+    hot: Vec<Level>,
+    /// The levels worse than all of `hot`, by key (larger is better).
+    cold: BTreeMap<i64, Level>,
 }
+
+/// Where a price is, or would go.
+enum Slot {
+    /// In the vector: `Ok(index)` or `Err(insertion index)`.
+    Hot(Result<usize, usize>),
+    /// In the map's range (present or not).
+    Cold,
+}
+
+impl PartialEq for Levels {
+    /// Same side and same levels, however they are split between the vector and the map.
+    fn eq(&self, other: &Self) -> bool {
+        self.side == other.side && self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Levels {}
 
 impl Levels {
     /// An empty side.
     pub fn new(side: Side) -> Self {
         Self {
             side,
-            levels: Vec::new(),
+            hot: Vec::new(),
+            cold: BTreeMap::new(),
         }
     }
 
-    /// Sort key: larger is better on this side.
+    /// Sort key: larger is better on this side. (Bitwise not, not negation, reverses the
+    /// order of asks without overflowing at `i64::MIN`.)
     #[inline(always)]
     fn key(&self, price: i64) -> i64 {
         match self.side {
-            Side::Ask => -price,
+            Side::Ask => !price,
             _ => price,
         }
     }
 
-    /// Index of `price`, or where it would be inserted.
+    /// Where `price` is, or where it would be inserted.
     #[inline]
-    fn find(&self, price: i64) -> Result<usize, usize> {
+    fn find(&self, price: i64) -> Slot {
         let key = self.key(price);
-        // Most updates touch the top: look at the last few levels before searching.
-        let n = self.levels.len();
+        // Most updates touch the top: look at it before searching.
+        let n = self.hot.len();
         if n > 0 {
-            let top = self.key(self.levels[n - 1].price);
+            let top = self.key(self.hot[n - 1].price);
             if key == top {
-                return Ok(n - 1);
+                return Slot::Hot(Ok(n - 1));
             }
             if key > top {
-                return Err(n);
+                return Slot::Hot(Err(n));
+            }
+            if !self.cold.is_empty() && key < self.key(self.hot[0].price) {
+                return Slot::Cold;
             }
         }
-        self.levels
-            .binary_search_by(|l| self.key(l.price).cmp(&key))
+        Slot::Hot(self.hot.binary_search_by(|l| self.key(l.price).cmp(&key)))
+    }
+
+    /// Inserts a new level at index `i` of the vector, spilling its worst levels to the map
+    /// when it outgrows [`HOT_MAX`].
+    #[inline]
+    fn insert_hot(&mut self, i: usize, level: Level) {
+        self.hot.insert(i, level);
+        if self.hot.len() > HOT_MAX {
+            self.spill();
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self) {
+        for level in self.hot.drain(..HOT_SPILL) {
+            let key = match self.side {
+                Side::Ask => !level.price,
+                _ => level.price,
+            };
+            self.cold.insert(key, level);
+        }
+    }
+
+    /// Removes index `i` of the vector, refilling it from the map when it runs low.
+    #[inline]
+    fn remove_hot(&mut self, i: usize) -> Level {
+        let level = self.hot.remove(i);
+        if self.hot.len() < HOT_MIN && !self.cold.is_empty() {
+            self.refill();
+        }
+        level
+    }
+
+    #[cold]
+    fn refill(&mut self) {
+        // The map's best levels, best first; they go in front of the vector's worst.
+        let mut moved = Vec::with_capacity(HOT_REFILL);
+        while moved.len() < HOT_REFILL {
+            match self.cold.pop_last() {
+                Some((_, level)) => moved.push(level),
+                None => break,
+            }
+        }
+        self.hot.splice(0..0, moved.into_iter().rev());
     }
 
     /// Adds `size` (and `orders`) at `price`.
     #[inline]
     pub fn add(&mut self, price: i64, size: u64, orders: u32) {
         match self.find(price) {
-            Ok(i) => {
-                let level = &mut self.levels[i];
+            Slot::Hot(Ok(i)) => {
+                let level = &mut self.hot[i];
                 level.size += size;
                 level.orders += orders;
             }
-            Err(i) => self.levels.insert(
+            Slot::Hot(Err(i)) => self.insert_hot(
                 i,
                 Level {
                     price,
@@ -127,6 +229,15 @@ impl Levels {
                     orders,
                 },
             ),
+            Slot::Cold => {
+                let level = self.cold.entry(self.key(price)).or_insert(Level {
+                    price,
+                    size: 0,
+                    orders: 0,
+                });
+                level.size += size;
+                level.orders += orders;
+            }
         }
     }
 
@@ -135,16 +246,28 @@ impl Levels {
     #[inline]
     pub fn remove(&mut self, price: i64, size: u64, orders: u32) -> bool {
         match self.find(price) {
-            Ok(i) => {
-                let level = &mut self.levels[i];
+            Slot::Hot(Ok(i)) => {
+                let level = &mut self.hot[i];
                 level.size = level.size.saturating_sub(size);
                 level.orders = level.orders.saturating_sub(orders);
                 if level.size == 0 {
-                    self.levels.remove(i);
+                    self.remove_hot(i);
                 }
                 true
             }
-            Err(_) => false,
+            Slot::Hot(Err(_)) => false,
+            Slot::Cold => {
+                let key = self.key(price);
+                let Some(level) = self.cold.get_mut(&key) else {
+                    return false;
+                };
+                level.size = level.size.saturating_sub(size);
+                level.orders = level.orders.saturating_sub(orders);
+                if level.size == 0 {
+                    self.cold.remove(&key);
+                }
+                true
+            }
         }
     }
 
@@ -159,11 +282,11 @@ impl Levels {
     #[inline]
     pub fn replace(&mut self, price: i64, size: u64) -> Option<u64> {
         match (self.find(price), size) {
-            (Ok(i), 0) => Some(self.levels.remove(i).size),
-            (Ok(i), _) => Some(std::mem::replace(&mut self.levels[i].size, size)),
-            (Err(_), 0) => None,
-            (Err(i), _) => {
-                self.levels.insert(
+            (Slot::Hot(Ok(i)), 0) => Some(self.remove_hot(i).size),
+            (Slot::Hot(Ok(i)), _) => Some(std::mem::replace(&mut self.hot[i].size, size)),
+            (Slot::Hot(Err(_)), 0) => None,
+            (Slot::Hot(Err(i)), _) => {
+                self.insert_hot(
                     i,
                     Level {
                         price,
@@ -173,39 +296,79 @@ impl Levels {
                 );
                 None
             }
+            (Slot::Cold, 0) => self.cold.remove(&self.key(price)).map(|l| l.size),
+            (Slot::Cold, _) => match self.cold.entry(self.key(price)) {
+                btree_map::Entry::Occupied(mut e) => {
+                    Some(std::mem::replace(&mut e.get_mut().size, size))
+                }
+                btree_map::Entry::Vacant(e) => {
+                    e.insert(Level {
+                        price,
+                        size,
+                        orders: 0,
+                    });
+                    None
+                }
+            },
         }
     }
 
     /// The level at `price`, if there is one.
     #[inline]
     pub fn level(&self, price: i64) -> Option<&Level> {
-        self.find(price).ok().map(|i| &self.levels[i])
+        match self.find(price) {
+            Slot::Hot(found) => found.ok().map(|i| &self.hot[i]),
+            Slot::Cold => self.cold.get(&self.key(price)),
+        }
     }
 
     /// The best level.
     #[inline]
     pub fn best(&self) -> Option<&Level> {
-        self.levels.last()
+        self.hot.last()
+    }
+
+    /// Whether the side has a level strictly better than `price`: then a change at `price`
+    /// left the best level as it was.
+    #[inline]
+    pub fn is_behind_best(&self, price: i64) -> bool {
+        self.hot
+            .last()
+            .is_some_and(|best| self.key(price) < self.key(best.price))
+    }
+
+    /// Asks the CPU to start loading the best levels (a hint; see
+    /// [`OrderBooks::prefetch_book`]).
+    #[inline(always)]
+    fn prefetch_top(&self) {
+        // The best 8 levels, 192 bytes: every other level touches each of their cache lines.
+        let n = self.hot.len();
+        let mut i = n.saturating_sub(8);
+        while i < n {
+            orders::prefetch_read(&self.hot[i]);
+            i += 2;
+        }
     }
 
     /// Levels from the best outwards.
     pub fn iter(&self) -> impl Iterator<Item = &Level> {
-        self.levels.iter().rev()
+        self.hot.iter().rev().chain(self.cold.values().rev())
     }
 
     /// Number of levels.
     pub fn len(&self) -> usize {
-        self.levels.len()
+        self.hot.len() + self.cold.len()
     }
 
     /// Whether the side is empty.
     pub fn is_empty(&self) -> bool {
-        self.levels.is_empty()
+        self.hot.is_empty()
     }
 
     /// Removes every level.
     pub fn clear(&mut self) {
-        self.levels.clear();
+        self.hot.clear();
+        self.cold.clear();
     }
 }
 
@@ -234,6 +397,15 @@ impl OrderBook {
         match side {
             Side::Ask => &mut self.asks,
             _ => &mut self.bids,
+        }
+    }
+
+    /// The side's levels (`Side::None` reads as the bids).
+    #[inline]
+    pub fn side(&self, side: Side) -> &Levels {
+        match side {
+            Side::Ask => &self.asks,
+            _ => &self.bids,
         }
     }
 
@@ -278,13 +450,34 @@ pub struct RestingOrder {
 
 /// Order-by-order books for many instruments, keyed by the venue's order id (unique across
 /// instruments, as ITCH order reference numbers are for a day).
-#[derive(Debug, Clone, Default)]
+///
+/// The order table is tuned for ids that mostly increase with few gaps (ITCH reference
+/// numbers) and for sizes in whole units (shares, contracts): such orders sit in a
+/// direct-indexed window of 16-byte slots; others in a hash map (see `book/orders.rs`).
+#[derive(Debug, Clone)]
 pub struct OrderBooks {
-    orders: FxHashMap<u64, RestingOrder>,
+    orders: OrderTable,
     books: Vec<OrderBook>,
 }
 
+impl Default for OrderBooks {
+    /// Sizes kept compactly in whole units of [`SIZE_SCALE`] (one share or contract).
+    fn default() -> Self {
+        Self::with_size_unit(SIZE_SCALE)
+    }
+}
+
 impl OrderBooks {
+    /// Empty books whose order table keeps sizes compactly in whole multiples of
+    /// `size_unit` (10⁻⁸ units, not 0); orders with other sizes are kept exactly too, in
+    /// the slower part of the table.
+    pub fn with_size_unit(size_unit: u64) -> Self {
+        Self {
+            orders: OrderTable::new(size_unit),
+            books: Vec::new(),
+        }
+    }
+
     /// The book of `instrument`, if any order was ever added for it.
     pub fn book(&self, instrument: u32) -> Option<&OrderBook> {
         self.books.get(instrument as usize)
@@ -299,9 +492,27 @@ impl OrderBooks {
         &mut self.books[i]
     }
 
-    /// A resting order.
-    pub fn order(&self, order_id: u64) -> Option<&RestingOrder> {
-        self.orders.get(&order_id)
+    /// A resting order (a copy: the table stores orders compactly).
+    pub fn order(&self, order_id: u64) -> Option<RestingOrder> {
+        self.orders.get(order_id)
+    }
+
+    /// Asks the CPU to start loading what an update of order `order_id` will read: call
+    /// it for the next message before applying the current one, so its lookup does not
+    /// wait for memory. Only a hint; it changes nothing.
+    #[inline(always)]
+    pub fn prefetch_order(&self, order_id: u64) {
+        self.orders.prefetch(order_id);
+    }
+
+    /// Asks the CPU to start loading the best levels of both sides of `instrument`'s book
+    /// (reading the book's header to find them). Only a hint.
+    #[inline(always)]
+    pub fn prefetch_book(&self, instrument: u32) {
+        if let Some(book) = self.books.get(instrument as usize) {
+            book.bids.prefetch_top();
+            book.asks.prefetch_top();
+        }
     }
 
     /// Number of resting orders.
@@ -310,6 +521,7 @@ impl OrderBooks {
     }
 
     /// Adds an order.
+    #[inline]
     pub fn add(
         &mut self,
         instrument: u32,
@@ -321,17 +533,14 @@ impl OrderBooks {
         if side == Side::None {
             return Err(BookError::NoSide(order_id));
         }
-        // One probe of the order table (the entry), not two (contains, then insert).
-        match self.orders.entry(order_id) {
-            Entry::Occupied(_) => return Err(BookError::DuplicateOrder(order_id)),
-            Entry::Vacant(slot) => {
-                slot.insert(RestingOrder {
-                    instrument,
-                    side,
-                    price,
-                    size,
-                });
-            }
+        let order = RestingOrder {
+            instrument,
+            side,
+            price,
+            size,
+        };
+        if !self.orders.insert(order_id, order) {
+            return Err(BookError::DuplicateOrder(order_id));
         }
         self.book_mut(instrument).side_mut(side).add(price, size, 1);
         Ok(())
@@ -339,41 +548,35 @@ impl OrderBooks {
 
     /// Removes `size` from an order (an execution or a partial cancel); the order leaves
     /// the book when nothing remains. Returns the order as it was before.
+    #[inline]
     pub fn reduce(&mut self, order_id: u64, size: u64) -> Result<RestingOrder, BookError> {
-        // One probe of the order table: a full fill removes through the same entry.
-        let Entry::Occupied(mut entry) = self.orders.entry(order_id) else {
-            return Err(BookError::UnknownOrder(order_id));
-        };
-        let before = *entry.get();
-        if size > before.size {
-            return Err(BookError::Overfill {
+        let before = self.orders.reduce(order_id, size).map_err(|e| match e {
+            ReduceError::Unknown => BookError::UnknownOrder(order_id),
+            ReduceError::Overfill(remaining) => BookError::Overfill {
                 order_id,
                 requested: size,
-                remaining: before.size,
-            });
-        }
+                remaining,
+            },
+        })?;
         let gone = size == before.size;
-        if gone {
-            entry.remove();
-        } else {
-            entry.get_mut().size -= size;
-        }
-        let book = self.book_mut(before.instrument);
-        book.side_mut(before.side)
+        self.book_mut(before.instrument)
+            .side_mut(before.side)
             .remove(before.price, size, u32::from(gone));
         Ok(before)
     }
 
     /// An execution of `size` against an order (same as [`reduce`](Self::reduce)).
+    #[inline]
     pub fn execute(&mut self, order_id: u64, size: u64) -> Result<RestingOrder, BookError> {
         self.reduce(order_id, size)
     }
 
     /// Removes an order entirely; returns it as it was.
+    #[inline]
     pub fn delete(&mut self, order_id: u64) -> Result<RestingOrder, BookError> {
         let order = self
             .orders
-            .remove(&order_id)
+            .remove(order_id)
             .ok_or(BookError::UnknownOrder(order_id))?;
         self.book_mut(order.instrument)
             .side_mut(order.side)
@@ -383,6 +586,7 @@ impl OrderBooks {
 
     /// Replaces an order with a new id, price and size on the same side and instrument;
     /// returns the old order.
+    #[inline]
     pub fn replace(
         &mut self,
         old_id: u64,
@@ -390,7 +594,7 @@ impl OrderBooks {
         price: i64,
         size: u64,
     ) -> Result<RestingOrder, BookError> {
-        if old_id != new_id && self.orders.contains_key(&new_id) {
+        if old_id != new_id && self.orders.get(new_id).is_some() {
             return Err(BookError::DuplicateOrder(new_id));
         }
         let old = self.delete(old_id)?;
@@ -400,7 +604,7 @@ impl OrderBooks {
 
     /// Removes every order of `instrument` and empties its book.
     pub fn clear_instrument(&mut self, instrument: u32) {
-        self.orders.retain(|_, o| o.instrument != instrument);
+        self.orders.remove_instrument(instrument);
         self.book_mut(instrument).clear();
     }
 }
@@ -408,6 +612,8 @@ impl OrderBooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     #[test]
     fn levels_keep_best_last_on_both_sides() {
@@ -489,5 +695,136 @@ mod tests {
         );
         assert_eq!(books.order_count(), 0);
         assert_eq!(books.execute(99, 1), Err(BookError::UnknownOrder(99)));
+    }
+
+    /// A level operation of the property test.
+    #[derive(Debug, Clone, Copy)]
+    enum LevelOp {
+        Add(i64, u64),
+        Remove(i64, u64),
+        Replace(i64, u64),
+    }
+
+    fn level_op(prices: i64) -> impl Strategy<Value = LevelOp> {
+        prop_oneof![
+            (0..prices, 1..5u64).prop_map(|(p, s)| LevelOp::Add(p, s)),
+            (0..prices, 1..5u64).prop_map(|(p, s)| LevelOp::Remove(p, s)),
+            (0..prices, 0..5u64).prop_map(|(p, s)| LevelOp::Replace(p, s)),
+        ]
+    }
+
+    /// The reference model of one side: price -> (size, orders).
+    type Model = BTreeMap<i64, (u64, u32)>;
+
+    fn check_side(levels: &Levels, model: &Model) -> Result<(), TestCaseError> {
+        let expected: Vec<(i64, u64, u32)> = match levels.side {
+            Side::Ask => model.iter().map(|(&p, &(s, o))| (p, s, o)).collect(),
+            _ => model.iter().rev().map(|(&p, &(s, o))| (p, s, o)).collect(),
+        };
+        let actual: Vec<(i64, u64, u32)> =
+            levels.iter().map(|l| (l.price, l.size, l.orders)).collect();
+        prop_assert_eq!(&actual, &expected);
+        prop_assert_eq!(levels.len(), expected.len());
+        prop_assert_eq!(levels.is_empty(), expected.is_empty());
+        prop_assert_eq!(
+            levels.best().map(|l| l.price),
+            expected.first().map(|l| l.0)
+        );
+        // The split's invariants: the vector is sorted, holds the best levels, never
+        // outgrows HOT_MAX, and is empty only with the map.
+        prop_assert!(levels.hot.len() <= HOT_MAX);
+        prop_assert!(!levels.hot.is_empty() || levels.cold.is_empty());
+        let hot_keys: Vec<i64> = levels.hot.iter().map(|l| levels.key(l.price)).collect();
+        prop_assert!(hot_keys.windows(2).all(|w| w[0] < w[1]));
+        if let (Some(worst_hot), Some((&best_cold, _))) =
+            (hot_keys.first(), levels.cold.last_key_value())
+        {
+            prop_assert!(best_cold < *worst_hot);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Random adds, removes and sets over enough prices to spill to the map and refill
+        /// from it, against a BTreeMap model.
+        #[test]
+        fn levels_match_a_btreemap_model(
+            ask in any::<bool>(),
+            prices in prop_oneof![Just(20i64), Just(400i64)],
+            ops in proptest::collection::vec(level_op(400), 1..3_000),
+        ) {
+            let side = if ask { Side::Ask } else { Side::Bid };
+            let mut levels = Levels::new(side);
+            let mut model = Model::new();
+            for op in ops {
+                match op {
+                    LevelOp::Add(p, s) => {
+                        let p = p % prices;
+                        levels.add(p, s, 1);
+                        let e = model.entry(p).or_default();
+                        e.0 += s;
+                        e.1 += 1;
+                    }
+                    LevelOp::Remove(p, s) => {
+                        let p = p % prices;
+                        let found = levels.remove(p, s, 1);
+                        prop_assert_eq!(found, model.contains_key(&p));
+                        if let Some(e) = model.get_mut(&p) {
+                            e.0 = e.0.saturating_sub(s);
+                            e.1 = e.1.saturating_sub(1);
+                            if e.0 == 0 {
+                                model.remove(&p);
+                            }
+                        }
+                    }
+                    LevelOp::Replace(p, s) => {
+                        let p = p % prices;
+                        let old = levels.replace(p, s);
+                        let expected = if s == 0 {
+                            model.remove(&p).map(|e| e.0)
+                        } else {
+                            let e = model.entry(p).or_insert((0, 0));
+                            let old = (e.0 > 0).then_some(e.0);
+                            e.0 = s;
+                            old
+                        };
+                        prop_assert_eq!(old, expected);
+                    }
+                }
+                let p = match op {
+                    LevelOp::Add(p, _) | LevelOp::Remove(p, _) | LevelOp::Replace(p, _) => p % prices,
+                };
+                prop_assert_eq!(
+                    levels.level(p).map(|l| (l.size, l.orders)),
+                    model.get(&p).copied()
+                );
+            }
+            check_side(&levels, &model)?;
+            let copy = levels.clone();
+            prop_assert_eq!(&copy, &levels);
+            levels.clear();
+            prop_assert!(levels.is_empty() && levels.cold.is_empty());
+        }
+    }
+
+    #[test]
+    fn deep_books_spill_and_refill_in_order() {
+        let mut bids = Levels::new(Side::Bid);
+        for p in 0..1_000 {
+            bids.set(p, 1);
+        }
+        assert_eq!(bids.len(), 1_000);
+        assert!(bids.hot.len() <= HOT_MAX && !bids.cold.is_empty());
+        assert_eq!(bids.best().map(|l| l.price), Some(999));
+        // Remove from the top down: the vector refills from the map each time it runs low.
+        for p in (0..1_000).rev() {
+            assert_eq!(bids.best().map(|l| l.price), Some(p));
+            assert_eq!(bids.replace(p, 0), Some(1));
+        }
+        assert!(bids.is_empty() && bids.cold.is_empty());
+        let mut asks = Levels::new(Side::Ask);
+        asks.set(i64::MIN, 1);
+        asks.set(i64::MAX, 1);
+        assert_eq!(asks.best().map(|l| l.price), Some(i64::MIN));
     }
 }

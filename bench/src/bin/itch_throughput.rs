@@ -4,7 +4,8 @@
 //!
 //! Runs each scenario of `benches/feeds.rs` (same generated day) `ROUNDS` times and prints
 //! the best round in messages per second of wall time and of CPU time, with `itchy` in the
-//! same run. `cargo run --release -p tickwire-bench --bin itch_throughput`.
+//! same run. `cargo run --release -p tickwire-bench --bin itch_throughput [FILTER]`: with
+//! `FILTER`, only the scenarios whose name contains it run (e.g. `book/` under a profiler).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -33,6 +34,11 @@ fn thread_cpu_ns() -> u64 {
 }
 
 fn measure(name: &str, messages: u64, mut run: impl FnMut() -> u64) {
+    if let Some(filter) = std::env::args().nth(1) {
+        if !name.contains(&filter) {
+            return;
+        }
+    }
     let (mut best_wall, mut best_cpu) = (u64::MAX, u64::MAX);
     for _ in 0..ROUNDS {
         let (wall, cpu) = (Instant::now(), thread_cpu_ns());
@@ -107,25 +113,37 @@ fn main() {
         assert_eq!(feed.messages(), messages);
         events
     });
-    measure("book/tickwire_builder", messages, || {
-        let mut builder = ItchBookBuilder::new(ItchConfig::default());
-        let mut frames = Frames::new(&bytes);
-        let (mut events, mut seq) = (0, 0);
-        'day: loop {
-            let mut sink = Sink::from_slice(&mut slots);
-            while sink.remaining() >= MAX_EVENTS_PER_MESSAGE {
-                let Some(frame) = frames.next() else {
-                    events += sink.written() as u64;
-                    break 'day;
-                };
-                let (_, frame) = frame.expect("valid frames");
-                seq += 1;
-                builder
-                    .apply(&decode(frame).expect("valid"), seq, 0, &mut sink)
-                    .expect("a valid day");
+    // The bare builder over in-memory frames, without and with the prefetch of the next
+    // message's order that the file feed does.
+    for (name, prefetch) in [
+        ("book/tickwire_builder", false),
+        ("book/tickwire_builder_prefetch", true),
+    ] {
+        measure(name, messages, || {
+            let mut builder = ItchBookBuilder::new(ItchConfig::default());
+            let mut frames = Frames::new(&bytes);
+            let (mut events, mut seq) = (0, 0);
+            'day: loop {
+                let mut sink = Sink::from_slice(&mut slots);
+                while sink.remaining() >= MAX_EVENTS_PER_MESSAGE {
+                    let Some(frame) = frames.next() else {
+                        events += sink.written() as u64;
+                        break 'day;
+                    };
+                    let (_, frame) = frame.expect("valid frames");
+                    if prefetch {
+                        if let Some(Ok((_, next))) = frames.clone().next() {
+                            builder.prefetch(next);
+                        }
+                    }
+                    seq += 1;
+                    builder
+                        .apply(&decode(frame).expect("valid"), seq, 0, &mut sink)
+                        .expect("a valid day");
+                }
+                events += sink.written() as u64;
             }
-            events += sink.written() as u64;
-        }
-        events
-    });
+            events
+        });
+    }
 }

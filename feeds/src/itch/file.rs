@@ -281,6 +281,11 @@ impl<R: Read + Send> Feed for ItchFileFeed<R> {
                     budget -= 1;
                     self.start += len;
                     self.messages += 1;
+                    // Start loading what the next message will touch while this one is
+                    // applied.
+                    if let Ok(Some((next, _))) = next_frame(&self.buf[self.start..self.end]) {
+                        self.builder.prefetch(next);
+                    }
                     let message = match decode(bytes) {
                         Ok(m) => m,
                         Err(e) => {

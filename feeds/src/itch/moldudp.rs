@@ -548,6 +548,13 @@ impl Feed for MoldUdpFeed {
                     ));
                 }
             };
+            // Start loading what the datagram's next message will touch while this one is
+            // applied (as the file feed does).
+            if self.left > 0 {
+                if let Some((next, _)) = block_at(&self.buf[..self.len], self.cursor) {
+                    self.builder.prefetch(next);
+                }
+            }
             if let Err(e) = self.builder.apply(&message, seq, self.receive_ts, sink) {
                 let detail = format!("message {seq}: {e}");
                 return Err(FeedError::new(

@@ -1,0 +1,655 @@
+//! The order table of [`OrderBooks`](super::OrderBooks): resting orders by the venue's
+//! order id.
+//!
+//! ITCH order reference numbers are handed out in increasing order through the day with
+//! few gaps, and most orders live briefly. So the table is mainly a **window**: a `Vec` of
+//! 16-byte slots indexed by `id - base`, covering the most recent ids. Finding an order is
+//! one load (no hashing, no probing, one cache line where a hash table touches its control
+//! bytes and its bucket), and new orders land next to each other. A hash map (the
+//! **spill**) holds everything else: ids below the window or far past its end (sparse id
+//! schemes end up there entirely, and cost what a hash map costs), orders the window
+//! evicted as it slid on, and orders without an exact compact form.
+//!
+//! A slot keeps the price as is, the size in whole [`OrderTable::new`] units as a `u32`,
+//! and the instrument (below 2³⁰) and side packed in a `u32`; an order whose size is not a
+//! whole number of units that fits a `u32` is kept in the spill.
+//!
+//! The window is bounded: when appending would pass `limit` slots, the oldest slots are cut
+//! (their live orders move to the spill) so that half of a new limit remains, the new
+//! limit being [`SLOTS_PER_LIVE`] slots per order resting in the window (at least
+//! [`MIN_WINDOW`]). Each cut costs the slots it drops and the ones it keeps, and comes after
+//! at least as many appends, so appends stay O(1) amortized.
+
+use rustc_hash::FxHashMap;
+use tickwire_engine::event::Side;
+
+use super::RestingOrder;
+
+/// The smallest window limit, in slots: 16 384 slots, 256 KiB (64 in unit tests, so that
+/// short random runs slide the window too).
+const MIN_WINDOW: usize = if cfg!(test) { 64 } else { 1 << 14 };
+
+/// Window slots per order resting in it, when a cut sizes the window. Orders in the
+/// generated benchmark day die at random (mean lifetime about as many ids as there are
+/// resting orders), so 8 keeps about 98% of them in the window after a cut (the half kept
+/// is 4 slots per order: 1 - e⁻⁴); real ITCH orders mostly die younger.
+const SLOTS_PER_LIVE: usize = 8;
+
+/// An id at most this far past the window's end extends it (the ids skipped become empty
+/// slots); ids farther on go to the spill. Nasdaq skips reference numbers for orders it does
+/// not disseminate, a few at a time.
+const MAX_GAP: u64 = 64;
+
+/// A window with at most this many resting orders moves them to the spill and restarts at
+/// an id far from it, instead of sending that id (and the ones after it) to the spill...
+const REBASE_MAX_LIVE: usize = 64;
+
+/// ...provided the window has been used for at least this many slots (or is empty): sparse
+/// ids (a venue whose order ids jump by more than [`MAX_GAP`]) would otherwise restart the
+/// window at every add, each time moving the previous add's order to the spill.
+const REBASE_MIN_SLOTS: usize = 4 * REBASE_MAX_LIVE;
+
+/// Instruments up to this id fit a slot (two bits of the tag are the side).
+const MAX_SLOT_INSTRUMENT: u32 = (1 << 30) - 1;
+
+/// A resting order in the window: 16 bytes, four to a cache line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    /// Price, 10⁻⁹ units (as in [`RestingOrder`]).
+    price: i64,
+    /// Remaining size in the table's size units.
+    size: u32,
+    /// `instrument << 2 | side`; 0 (side `None`) marks an empty slot.
+    tag: u32,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        price: 0,
+        size: 0,
+        tag: 0,
+    };
+
+    #[inline(always)]
+    fn is_live(&self) -> bool {
+        self.tag != 0
+    }
+}
+
+/// Exact division by a constant without a divide instruction: `x / d` when `d` divides `x`
+/// and the quotient fits a `u32`, else `None` (Granlund and Montgomery, "Division by
+/// Invariant Integers using Multiplication", 1994, §9: exact division by the odd part's
+/// inverse modulo 2⁶⁴ after shifting out the power of two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ExactDivisor {
+    divisor: u64,
+    shift: u32,
+    /// The odd part's inverse modulo 2⁶⁴.
+    inverse: u64,
+    /// The largest quotient that is both a `u32` and an exact result (`odd * q` does not
+    /// wrap).
+    max_quotient: u64,
+}
+
+impl ExactDivisor {
+    /// `divisor` must not be 0.
+    fn new(divisor: u64) -> Self {
+        assert_ne!(divisor, 0, "a size unit of 0");
+        let shift = divisor.trailing_zeros();
+        let odd = divisor >> shift;
+        // Newton's iteration doubles the correct low bits: odd * odd = 1 mod 8 (3 bits),
+        // then 6, 12, 24, 48, 96 >= 64.
+        let mut inverse = odd;
+        for _ in 0..5 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+        }
+        debug_assert_eq!(odd.wrapping_mul(inverse), 1);
+        Self {
+            divisor,
+            shift,
+            inverse,
+            max_quotient: (u64::MAX / odd).min(u64::from(u32::MAX)),
+        }
+    }
+
+    #[inline(always)]
+    fn divide(&self, x: u64) -> Option<u32> {
+        if x & ((1u64 << self.shift) - 1) != 0 {
+            return None;
+        }
+        // q * odd = x >> shift (mod 2^64) by construction; it is the true quotient exactly
+        // when the product does not wrap, i.e. q <= u64::MAX / odd.
+        let q = (x >> self.shift).wrapping_mul(self.inverse);
+        if q <= self.max_quotient {
+            Some(q as u32)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why [`OrderTable::reduce`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReduceError {
+    /// No such order.
+    Unknown,
+    /// The order has less than the size asked; its size.
+    Overfill(u64),
+}
+
+/// Resting orders by id (see the module docs).
+#[derive(Debug, Clone)]
+pub(super) struct OrderTable {
+    size_unit: ExactDivisor,
+    /// The id of `slots[0]`.
+    base: u64,
+    slots: Vec<Slot>,
+    /// Live slots in `slots`.
+    in_window: usize,
+    /// `slots.len()` past which an append first cuts the window.
+    limit: usize,
+    spill: FxHashMap<u64, RestingOrder>,
+    /// No id above this is in the spill: ids past the window's end (every add) and most in
+    /// it skip the hash lookup, as the spill holds mostly evicted old ids.
+    spill_max: u64,
+}
+
+impl OrderTable {
+    /// An empty table whose slots keep sizes in whole multiples of `size_unit` (10⁻⁸ units;
+    /// not 0).
+    pub(super) fn new(size_unit: u64) -> Self {
+        Self {
+            size_unit: ExactDivisor::new(size_unit),
+            base: 0,
+            slots: Vec::new(),
+            in_window: 0,
+            limit: MIN_WINDOW,
+            spill: FxHashMap::default(),
+            spill_max: 0,
+        }
+    }
+
+    /// Number of resting orders.
+    pub(super) fn len(&self) -> usize {
+        self.in_window + self.spill.len()
+    }
+
+    /// The window index of `id`, if the window covers it.
+    #[inline(always)]
+    fn index(&self, id: u64) -> Option<usize> {
+        let offset = id.wrapping_sub(self.base);
+        (offset < self.slots.len() as u64).then_some(offset as usize)
+    }
+
+    #[inline(always)]
+    fn expand(&self, slot: Slot) -> RestingOrder {
+        RestingOrder {
+            instrument: slot.tag >> 2,
+            side: if slot.tag & 3 == Side::Ask as u32 {
+                Side::Ask
+            } else {
+                Side::Bid
+            },
+            price: slot.price,
+            size: u64::from(slot.size) * self.size_unit.divisor,
+        }
+    }
+
+    /// The slot for `order`, if it has an exact one.
+    #[inline(always)]
+    fn compact(&self, order: &RestingOrder) -> Option<Slot> {
+        if order.instrument > MAX_SLOT_INSTRUMENT || order.side == Side::None {
+            return None;
+        }
+        Some(Slot {
+            price: order.price,
+            size: self.size_unit.divide(order.size)?,
+            tag: order.instrument << 2 | order.side as u32,
+        })
+    }
+
+    /// The order `id`, if resting.
+    #[inline]
+    pub(super) fn get(&self, id: u64) -> Option<RestingOrder> {
+        if let Some(i) = self.index(id) {
+            let slot = self.slots[i];
+            if slot.is_live() {
+                return Some(self.expand(slot));
+            }
+        }
+        if self.may_be_spilled(id) {
+            self.spill.get(&id).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Asks the CPU to start loading the slot of `id` (nothing if the window does not cover
+    /// it), so a lookup of `id` a little later does not wait for memory.
+    #[inline(always)]
+    pub(super) fn prefetch(&self, id: u64) {
+        if let Some(i) = self.index(id) {
+            prefetch_read(&self.slots[i]);
+        }
+    }
+
+    /// Whether `id` may be in the spill (false means it is not).
+    #[inline(always)]
+    fn may_be_spilled(&self, id: u64) -> bool {
+        id <= self.spill_max && !self.spill.is_empty()
+    }
+
+    /// Whether `id` is in the spill (only asked when the window does not hold it).
+    #[inline(always)]
+    fn spilled(&self, id: u64) -> bool {
+        self.may_be_spilled(id) && self.spill.contains_key(&id)
+    }
+
+    /// Puts an order in the spill.
+    fn spill_insert(&mut self, id: u64, order: RestingOrder) {
+        self.spill_max = self.spill_max.max(id);
+        self.spill.insert(id, order);
+    }
+
+    /// Takes an order out of the spill.
+    fn spill_remove(&mut self, id: u64) -> Option<RestingOrder> {
+        let order = self.spill.remove(&id);
+        if self.spill.is_empty() {
+            self.spill_max = 0;
+        }
+        order
+    }
+
+    /// Adds `order` as `id`; false (and nothing changes) if `id` is resting already.
+    #[inline]
+    pub(super) fn insert(&mut self, id: u64, order: RestingOrder) -> bool {
+        let compact = self.compact(&order);
+        let offset = id.wrapping_sub(self.base);
+        let len = self.slots.len() as u64;
+        if offset < len {
+            let i = offset as usize;
+            if self.slots[i].is_live() || self.spilled(id) {
+                return false;
+            }
+            match compact {
+                Some(slot) => {
+                    self.slots[i] = slot;
+                    self.in_window += 1;
+                }
+                None => {
+                    self.spill_insert(id, order);
+                }
+            }
+            return true;
+        }
+        // The common case: the next id, just past the window's end.
+        if let Some(slot) = compact {
+            if offset - len <= MAX_GAP && (offset as usize) < self.limit && !self.spilled(id) {
+                self.slots.resize(offset as usize, Slot::EMPTY);
+                self.slots.push(slot);
+                self.in_window += 1;
+                return true;
+            }
+        }
+        self.insert_slow(id, order, compact)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_slow(&mut self, id: u64, order: RestingOrder, compact: Option<Slot>) -> bool {
+        if self.get(id).is_some() {
+            return false;
+        }
+        let Some(slot) = compact else {
+            self.spill_insert(id, order);
+            return true;
+        };
+        let offset = id.wrapping_sub(self.base);
+        let len = self.slots.len() as u64;
+        if offset >= len && offset - len <= MAX_GAP {
+            // At the limit: cut the window, then append.
+            self.cut();
+            let offset = (id - self.base) as usize;
+            self.slots.resize(offset, Slot::EMPTY);
+            self.slots.push(slot);
+            self.in_window += 1;
+            return true;
+        }
+        if self.in_window == 0
+            || (self.in_window <= REBASE_MAX_LIVE && self.slots.len() >= REBASE_MIN_SLOTS)
+        {
+            // Few orders in the window and an id far from it: start the window over there.
+            self.evict(self.slots.len());
+            self.slots.clear();
+            self.base = id;
+            self.limit = MIN_WINDOW;
+            self.slots.push(slot);
+            self.in_window = 1;
+            return true;
+        }
+        self.spill_insert(id, order);
+        true
+    }
+
+    /// Moves the live orders of the first `n` slots to the spill (the slots stay).
+    fn evict(&mut self, n: usize) {
+        for i in 0..n {
+            let slot = self.slots[i];
+            if slot.is_live() {
+                let order = self.expand(slot);
+                self.spill_insert(self.base + i as u64, order);
+                self.slots[i] = Slot::EMPTY;
+                self.in_window -= 1;
+            }
+        }
+    }
+
+    /// Drops the oldest slots so half of the new limit remains (see the module docs).
+    fn cut(&mut self) {
+        let limit = (SLOTS_PER_LIVE * self.in_window).max(MIN_WINDOW);
+        let len = self.slots.len();
+        let mut cut = len.saturating_sub(limit / 2);
+        self.evict(cut);
+        while cut < len && !self.slots[cut].is_live() {
+            cut += 1;
+        }
+        self.slots.drain(..cut);
+        self.base += cut as u64;
+        // Room for the append that asked, whatever its gap.
+        self.limit = limit.max(self.slots.len() + MAX_GAP as usize + 1);
+    }
+
+    /// Removes `size` from order `id` (removing the order when nothing remains); returns the
+    /// order as it was.
+    #[inline]
+    pub(super) fn reduce(&mut self, id: u64, size: u64) -> Result<RestingOrder, ReduceError> {
+        if let Some(i) = self.index(id) {
+            let slot = self.slots[i];
+            if slot.is_live() {
+                let before = self.expand(slot);
+                if size > before.size {
+                    return Err(ReduceError::Overfill(before.size));
+                }
+                let remaining = before.size - size;
+                if remaining == 0 {
+                    self.slots[i].tag = 0;
+                    self.in_window -= 1;
+                } else if let Some(units) = self.size_unit.divide(remaining) {
+                    self.slots[i].size = units;
+                } else {
+                    // Not a whole number of units any more: the spill keeps it exactly.
+                    self.slots[i].tag = 0;
+                    self.in_window -= 1;
+                    self.spill_insert(
+                        id,
+                        RestingOrder {
+                            size: remaining,
+                            ..before
+                        },
+                    );
+                }
+                return Ok(before);
+            }
+        }
+        self.reduce_spilled(id, size)
+    }
+
+    fn reduce_spilled(&mut self, id: u64, size: u64) -> Result<RestingOrder, ReduceError> {
+        if !self.may_be_spilled(id) {
+            return Err(ReduceError::Unknown);
+        }
+        let Some(order) = self.spill.get_mut(&id) else {
+            return Err(ReduceError::Unknown);
+        };
+        let before = *order;
+        if size > before.size {
+            return Err(ReduceError::Overfill(before.size));
+        }
+        order.size -= size;
+        if order.size == 0 {
+            self.spill_remove(id);
+        }
+        Ok(before)
+    }
+
+    /// Removes order `id`; returns it.
+    #[inline]
+    pub(super) fn remove(&mut self, id: u64) -> Option<RestingOrder> {
+        if let Some(i) = self.index(id) {
+            let slot = self.slots[i];
+            if slot.is_live() {
+                self.slots[i].tag = 0;
+                self.in_window -= 1;
+                return Some(self.expand(slot));
+            }
+        }
+        if self.may_be_spilled(id) {
+            self.spill_remove(id)
+        } else {
+            None
+        }
+    }
+
+    /// Removes every order of `instrument`.
+    pub(super) fn remove_instrument(&mut self, instrument: u32) {
+        for slot in &mut self.slots {
+            if slot.is_live() && slot.tag >> 2 == instrument {
+                *slot = Slot::EMPTY;
+                self.in_window -= 1;
+            }
+        }
+        self.spill.retain(|_, o| o.instrument != instrument);
+        if self.spill.is_empty() {
+            self.spill_max = 0;
+        }
+    }
+}
+
+/// A hint to load `value`'s cache line (T0: into every cache level).
+#[inline(always)]
+pub(super) fn prefetch_read<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults, even on an invalid address, and
+    // changes no memory; this one is of a live reference anyway. `_mm_prefetch` needs SSE,
+    // which every x86_64 CPU has (it is in the target's baseline features).
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn exact_division_without_dividing() {
+        for d in [1u64, 2, 3, 10, 100, 100_000_000, 7 << 20, u64::MAX, 1 << 63] {
+            let e = ExactDivisor::new(d);
+            for q in [
+                0u64,
+                1,
+                2,
+                12_345,
+                u64::from(u32::MAX) - 1,
+                u64::from(u32::MAX),
+            ] {
+                let Some(x) = q.checked_mul(d) else { continue };
+                assert_eq!(e.divide(x), Some(q as u32), "{x} / {d}");
+                if d > 1 {
+                    if let Some(x1) = x.checked_add(1) {
+                        assert_eq!(e.divide(x1), None, "{x1} / {d} is not exact");
+                    }
+                }
+            }
+            if let Some(x) = d.checked_mul(u64::from(u32::MAX) + 1) {
+                assert_eq!(e.divide(x), None, "quotient past u32");
+            }
+        }
+    }
+
+    fn order(instrument: u32, side: Side, price: i64, size: u64) -> RestingOrder {
+        RestingOrder {
+            instrument,
+            side,
+            price,
+            size,
+        }
+    }
+
+    #[test]
+    fn window_slides_spills_and_rebases() {
+        let unit = 100;
+        let mut t = OrderTable::new(unit);
+        // Dense ids: all in the window. Keep every 1000th alive while the rest die young.
+        for id in 1..200_000u64 {
+            assert!(t.insert(id, order(1, Side::Bid, id as i64, unit)));
+            if id > 10 && (id - 10) % 1000 != 0 {
+                assert_eq!(t.remove(id - 10).map(|o| o.price), Some(id as i64 - 10));
+            }
+        }
+        assert!(
+            t.slots.len() <= t.limit && t.limit < 100_000,
+            "bounded window"
+        );
+        assert!(!t.spill.is_empty(), "old survivors went to the spill");
+        assert_eq!(t.len(), 199 + 10);
+        assert_eq!(t.get(1000).map(|o| o.price), Some(1000));
+        assert!(
+            !t.insert(1000, order(1, Side::Bid, 1, unit)),
+            "duplicate in the spill"
+        );
+        // A far id: the window (holding few orders) moves its orders to the spill and starts
+        // over there.
+        assert!(t.insert(1 << 40, order(2, Side::Ask, -5, unit * 3)));
+        assert_eq!(t.get(1 << 40), Some(order(2, Side::Ask, -5, unit * 3)));
+        // Sizes that are not whole units, and huge instruments, live in the spill exactly.
+        assert!(t.insert(300_000, order(1, Side::Bid, 1, unit * 2 + 1)));
+        assert!(t.insert(300_001, order(u32::MAX, Side::Bid, 1, unit)));
+        assert_eq!(
+            t.reduce(300_000, 1),
+            Ok(order(1, Side::Bid, 1, unit * 2 + 1))
+        );
+        assert_eq!(t.get(300_001).map(|o| o.instrument), Some(u32::MAX));
+        // A window slot reduced to a fraction of a unit moves to the spill.
+        assert_eq!(t.reduce(199_999, 1).map(|o| o.size), Ok(unit));
+        assert_eq!(t.get(199_999).map(|o| o.size), Some(unit - 1));
+        assert_eq!(
+            t.reduce(199_999, unit),
+            Err(ReduceError::Overfill(unit - 1))
+        );
+        t.remove_instrument(1);
+        assert_eq!(t.len(), 2);
+        // An empty window restarts wherever the next id is.
+        let mut t = OrderTable::new(1);
+        assert!(t.insert(5_000_000_000, order(0, Side::Ask, 1, 1)));
+        assert!(t.spill.is_empty() && t.base == 5_000_000_000);
+        // Sparse ids: the window stays put and they go to the spill.
+        for i in 1..1_000u64 {
+            assert!(t.insert(5_000_000_000 + i * 1_000, order(0, Side::Ask, 1, 1)));
+        }
+        assert_eq!(
+            (t.base, t.in_window, t.spill.len()),
+            (5_000_000_000, 1, 999)
+        );
+        assert_eq!(t.remove(5_000_000_000).map(|o| o.price), Some(1));
+        assert!(t.insert(7, order(0, Side::Ask, 1, 1)));
+        assert_eq!((t.base, t.in_window), (7, 1), "an empty window rebases");
+        // A window used for a while, holding few orders, rebases to a far id.
+        for id in 8..1_000u64 {
+            assert!(t.insert(id, order(0, Side::Ask, 1, 1)));
+            assert!(t.remove(id).is_some());
+        }
+        assert!(t.insert(1 << 50, order(0, Side::Ask, 1, 1)));
+        assert_eq!(t.base, 1 << 50);
+        assert_eq!(t.get(7).map(|o| o.price), Some(1), "moved to the spill");
+    }
+
+    /// An operation of the property test.
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        Insert(u64, u32, bool, i64, u64),
+        Reduce(u64, u64),
+        Remove(u64),
+        RemoveInstrument(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Ids mostly increasing and dense (relative to a moving cursor), sometimes far.
+        let id = prop_oneof![
+            8 => 0..200u64,
+            1 => any::<u64>(),
+        ];
+        prop_oneof![
+            4 => (id.clone(), 0..4u32, any::<bool>(), -5..5i64, prop_oneof![1..4u64, Just(1 << 33), 1..1_000_000u64])
+                .prop_map(|(i, n, a, p, s)| Op::Insert(i, n, a, p, s)),
+            2 => (id.clone(), 0..3u64).prop_map(|(i, s)| Op::Reduce(i, s)),
+            2 => id.prop_map(Op::Remove),
+            1 => (0..8u32).prop_map(Op::RemoveInstrument),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn table_matches_a_btreemap_model(
+            unit in prop_oneof![Just(1u64), Just(2), Just(100_000_000)],
+            ops in proptest::collection::vec(op(), 1..2_000),
+        ) {
+            let mut t = OrderTable::new(unit);
+            let mut model = BTreeMap::<u64, RestingOrder>::new();
+            let mut cursor = 0u64;
+            for op in ops {
+                // Small ids are relative to a cursor that walks forward, as ITCH ids do.
+                let id = |i: u64| if i < 200 { cursor.saturating_sub(100) + i } else { i };
+                match op {
+                    Op::Insert(i, instrument, ask, price, size) => {
+                        let id = id(i);
+                        cursor += 1;
+                        let side = if ask { Side::Ask } else { Side::Bid };
+                        let instrument = if instrument == 3 { u32::MAX } else { instrument };
+                        let o = order(instrument, side, price, size * unit.min(2));
+                        let fresh = !model.contains_key(&id);
+                        prop_assert_eq!(t.insert(id, o), fresh);
+                        if fresh {
+                            model.insert(id, o);
+                        }
+                    }
+                    Op::Reduce(i, s) => {
+                        let id = id(i);
+                        let s = s * unit.min(2);
+                        let expected = match model.get_mut(&id) {
+                            None => Err(ReduceError::Unknown),
+                            Some(o) if o.size < s => Err(ReduceError::Overfill(o.size)),
+                            Some(o) => {
+                                let before = *o;
+                                o.size -= s;
+                                if o.size == 0 {
+                                    model.remove(&id);
+                                }
+                                Ok(before)
+                            }
+                        };
+                        prop_assert_eq!(t.reduce(id, s), expected);
+                    }
+                    Op::Remove(i) => {
+                        let id = id(i);
+                        prop_assert_eq!(t.remove(id), model.remove(&id));
+                    }
+                    Op::RemoveInstrument(n) => {
+                        t.remove_instrument(n);
+                        model.retain(|_, o| o.instrument != n);
+                    }
+                }
+                prop_assert_eq!(t.len(), model.len());
+            }
+            for (&id, o) in &model {
+                prop_assert_eq!(t.get(id), Some(*o));
+            }
+            prop_assert_eq!(t.slots.iter().filter(|s| s.is_live()).count(), t.in_window);
+        }
+    }
+}
