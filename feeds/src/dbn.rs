@@ -340,7 +340,12 @@ impl<R: Read> DbnFeed<R> {
             Err(e) => return Err(self.error(dbn_error(e))),
         };
         // Copy the record out of the decoder's buffer (at most 80 bytes), ending the borrow.
-        let owned = Owned::from(&record);
+        // A record whose header claims a known type but a length too short for it is
+        // malformed input, not a reason to panic (the `dbn` crate's `get` asserts there).
+        let owned = match Owned::try_from(&record) {
+            Ok(owned) => owned,
+            Err(reason) => return Err(self.error(FeedErrorKind::Malformed(reason))),
+        };
         let size = record.record_size() as u64;
         if let Some(bytes) = self.record_bytes.as_mut() {
             *bytes += size;
@@ -624,24 +629,36 @@ enum Owned {
     Other,
 }
 
-impl From<&RecordRef<'_>> for Owned {
-    fn from(record: &RecordRef<'_>) -> Self {
-        if let Some(r) = record.get::<MboMsg>() {
+impl TryFrom<&RecordRef<'_>> for Owned {
+    type Error = String;
+
+    fn try_from(record: &RecordRef<'_>) -> Result<Self, String> {
+        /// The record as a `T` if its type says so; an error if it does but is too short.
+        fn typed<'a, T: dbn::record::HasRType<Header = dbn::RecordHeader>>(
+            record: &RecordRef<'a>,
+        ) -> Result<Option<&'a T>, String> {
+            if record.has::<T>() {
+                record.try_get::<T>().map(Some).map_err(|e| e.to_string())
+            } else {
+                Ok(None)
+            }
+        }
+        Ok(if let Some(r) = typed::<MboMsg>(record)? {
             Self::Mbo(r.clone())
-        } else if let Some(r) = record.get::<Mbp1Msg>() {
+        } else if let Some(r) = typed::<Mbp1Msg>(record)? {
             Self::Mbp1(r.clone())
-        } else if let Some(r) = record.get::<TradeMsg>() {
+        } else if let Some(r) = typed::<TradeMsg>(record)? {
             Self::Trade(r.clone())
-        } else if let Some(r) = record.get::<BboMsg>() {
+        } else if let Some(r) = typed::<BboMsg>(record)? {
             Self::Bbo(r.clone())
-        } else if let Some(r) = record.get::<SymbolMappingMsg>() {
+        } else if let Some(r) = typed::<SymbolMappingMsg>(record)? {
             Self::Mapping {
                 instrument_id: r.hd.instrument_id,
                 symbol: r.stype_out_symbol().ok().map(str::to_owned),
             }
         } else {
             Self::Other
-        }
+        })
     }
 }
 
