@@ -13,25 +13,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
+use tickwire_bench::thread_cpu_ns;
 use tickwire_engine::event::Event;
 use tickwire_feeds::binance::{BinanceConfig, BinanceFeed};
 use tickwire_feeds::{Feed, FeedStatus, INGEST_BATCH, Sink};
 
 /// Rounds per scenario; the best is reported (the least disturbed by other processes).
 const ROUNDS: usize = 7;
-
-/// This thread's CPU time, ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
-    // CLOCK_THREAD_CPUTIME_ID is a clock every Linux kernel since 2.6.12 provides.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn measure(name: &str, lines: u64, mut run: impl FnMut() -> u64) {
     let (mut best_wall, mut best_cpu) = (u64::MAX, u64::MAX);

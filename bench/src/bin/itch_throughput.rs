@@ -10,6 +10,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use tickwire_bench::thread_cpu_ns;
 use tickwire_engine::event::Event;
 use tickwire_feeds::itch::{
     Frames, GeneratorConfig, ItchBookBuilder, ItchConfig, ItchFileFeed, MAX_EVENTS_PER_MESSAGE,
@@ -19,19 +20,6 @@ use tickwire_feeds::{Feed, FeedStatus, Sink};
 
 /// Rounds per scenario; the best is reported (the least disturbed by other processes).
 const ROUNDS: usize = 5;
-
-/// This thread's CPU time, ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
-    // CLOCK_THREAD_CPUTIME_ID is a clock every Linux kernel since 2.6.12 provides.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn measure(name: &str, messages: u64, mut run: impl FnMut() -> u64) {
     if let Some(filter) = std::env::args().nth(1) {
