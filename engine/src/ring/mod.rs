@@ -46,7 +46,7 @@ use core::marker::PhantomData;
 
 use crossbeam_utils::CachePadded;
 
-use crate::idle::{IdleStrategy, Idler};
+use crate::idle::{IdleStep, IdleStrategy, Idler};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, SlotCell};
 pub(crate) use wake::WakeList;
 
@@ -125,8 +125,9 @@ unsafe impl<T: Send> Send for Shared<T> {}
 /// single [`Publisher`].
 pub struct RingBuilder<T> {
     shared: Arc<Shared<T>>,
-    /// Each subscriber's sequence, and whether another subscriber depends on it.
-    subscribers: Vec<(Arc<Sequence>, bool)>,
+    /// Each subscriber's sequence, its wake list, and whether another subscriber depends
+    /// on it.
+    subscribers: Vec<(Arc<Sequence>, Arc<WakeList>, bool)>,
 }
 
 impl<T> fmt::Debug for RingBuilder<T> {
@@ -200,7 +201,7 @@ impl<T> RingBuilder<T> {
                     "subscriber `{name}` depends on `{}`, which belongs to another ring",
                     up.name
                 );
-                for (sequence, depended_on) in &mut self.subscribers {
+                for (sequence, _, depended_on) in &mut self.subscribers {
                     if Arc::ptr_eq(sequence, &up.sequence) {
                         *depended_on = true;
                     }
@@ -209,12 +210,14 @@ impl<T> RingBuilder<T> {
             })
             .collect();
         let sequence = Arc::new(CachePadded::new(AtomicU64::new(0)));
-        self.subscribers.push((Arc::clone(&sequence), false));
+        let wake = Arc::new(WakeList::default());
+        self.subscribers
+            .push((Arc::clone(&sequence), Arc::clone(&wake), false));
         Subscriber {
             shared: Arc::clone(&self.shared),
             sequence,
             barrier,
-            wake: Arc::new(WakeList::default()),
+            wake,
             waits_on,
             next: 0,
             name: name.into(),
@@ -228,17 +231,19 @@ impl<T> RingBuilder<T> {
         if self.subscribers.is_empty() {
             return Err(RingError::NoSubscribers);
         }
-        let gating: Box<[Arc<Sequence>]> = self
+        let (gating, gating_wakes): (Vec<_>, Vec<_>) = self
             .subscribers
             .into_iter()
-            .filter(|(_, depended_on)| !depended_on)
-            .map(|(sequence, _)| sequence)
-            .collect();
+            .filter(|(_, _, depended_on)| !depended_on)
+            .map(|(sequence, wake, _)| (sequence, wake))
+            .unzip();
         Ok(Publisher {
             shared: self.shared,
             next: 0,
             gate: 0,
-            gating,
+            gating: gating.into(),
+            gating_wakes: gating_wakes.into(),
+            parks_on: None,
             idle: Idler::new(IdleStrategy::WRITER_DEFAULT),
             _not_sync: PhantomData,
         })
@@ -253,6 +258,11 @@ pub struct Publisher<T> {
     /// Cached minimum of the gating sequences (a lower bound of the real one).
     gate: u64,
     gating: Box<[Arc<Sequence>]>,
+    /// The gating subscribers' wake lists: a writer parked waiting for room is woken by the
+    /// subscriber that frees it.
+    gating_wakes: Box<[Arc<WakeList>]>,
+    /// The thread registered with `gating_wakes`, once the writer first parked.
+    parks_on: Option<std::thread::ThreadId>,
     /// How [`claim`](Self::claim) waits for room.
     idle: Idler,
     _not_sync: PhantomData<Cell<()>>,
@@ -375,9 +385,35 @@ impl<T> Publisher<T> {
             if self.is_halted() {
                 return Err(ClaimError::Halted);
             }
-            self.idle.idle_standalone();
+            match self.idle.step() {
+                IdleStep::Spin => core::hint::spin_loop(),
+                IdleStep::Yield => std::thread::yield_now(),
+                IdleStep::Park(duration) => self.park_for_room(end, duration),
+            }
         }
         Ok(())
+    }
+
+    /// Parks until a gating subscriber frees room (it unparks us at the end of its batch),
+    /// or `duration` passes (capped at 1 ms: the safety net for a subscriber that checked
+    /// for sleepers before this thread first registered).
+    #[cold]
+    fn park_for_room(&mut self, end: u64, duration: core::time::Duration) {
+        let me = std::thread::current();
+        if self.parks_on != Some(me.id()) {
+            for list in &self.gating_wakes {
+                list.register(me.clone());
+            }
+            self.parks_on = Some(me.id());
+        }
+        for list in &self.gating_wakes {
+            list.begin_sleep();
+        }
+        // The last look after announcing the sleep (see `WakeList::begin_sleep`).
+        self.gate = self.min_gating();
+        if end > self.gate + self.shared.capacity() && !self.is_halted() {
+            std::thread::park_timeout(duration.min(core::time::Duration::from_millis(1)));
+        }
     }
 
     /// Writes one event with `write` and publishes it, waiting while the ring is full.

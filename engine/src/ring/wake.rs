@@ -27,7 +27,6 @@ pub(crate) struct WakeList {
 }
 
 impl WakeList {
-    #[cfg_attr(loom, allow(dead_code))] // used by the agent runner, which loom builds leave out
     /// Registers `thread` to be unparked when the writer publishes while it sleeps.
     pub(crate) fn register(&self, thread: Thread) {
         let mut threads = self
@@ -40,7 +39,6 @@ impl WakeList {
         }
     }
 
-    #[cfg_attr(loom, allow(dead_code))] // used by the agent runner, which loom builds leave out
     /// Announces that the calling thread is about to park. The caller must look for work
     /// once more after this and before parking.
     pub(crate) fn begin_sleep(&self) {
