@@ -717,6 +717,7 @@ impl<T> Subscriber<T> {
     /// Whether this subscriber will never see another event: drained, or the ring halted
     /// and nothing more is available to it.
     pub fn is_finished(&self) -> bool {
+        // Acquire pairs with the Release store of `halted` in `Subscriber::drop`.
         self.is_drained()
             || (self.shared.halted.load(Ordering::Acquire) && self.next >= self.available())
     }
