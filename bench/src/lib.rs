@@ -27,3 +27,16 @@ pub fn thread_cpu_ns() -> u64 {
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Runs `run` `rounds` times and returns the best wall time and the best thread CPU time,
+/// ns: the rounds least disturbed by other processes on a shared machine.
+pub fn best_of<T>(rounds: usize, mut run: impl FnMut() -> T) -> (u64, u64) {
+    let (mut best_wall, mut best_cpu) = (u64::MAX, u64::MAX);
+    for _ in 0..rounds {
+        let (wall, cpu) = (std::time::Instant::now(), thread_cpu_ns());
+        std::hint::black_box(run());
+        best_cpu = best_cpu.min(thread_cpu_ns() - cpu);
+        best_wall = best_wall.min(wall.elapsed().as_nanos() as u64);
+    }
+    (best_wall, best_cpu)
+}

@@ -7,13 +7,11 @@
 //! to `../shared/data/binance/spot_btcusdt_20240808.gz` (the criterion bench's recording).
 
 use std::fs::File;
-use std::hint::black_box;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
-use tickwire_bench::thread_cpu_ns;
+use tickwire_bench::best_of;
 use tickwire_engine::event::Event;
 use tickwire_feeds::binance::{BinanceConfig, BinanceFeed};
 use tickwire_feeds::{Feed, FeedStatus, INGEST_BATCH, Sink};
@@ -22,13 +20,7 @@ use tickwire_feeds::{Feed, FeedStatus, INGEST_BATCH, Sink};
 const ROUNDS: usize = 7;
 
 fn measure(name: &str, lines: u64, mut run: impl FnMut() -> u64) {
-    let (mut best_wall, mut best_cpu) = (u64::MAX, u64::MAX);
-    for _ in 0..ROUNDS {
-        let (wall, cpu) = (Instant::now(), thread_cpu_ns());
-        black_box(run());
-        best_cpu = best_cpu.min(thread_cpu_ns() - cpu);
-        best_wall = best_wall.min(wall.elapsed().as_nanos() as u64);
-    }
+    let (best_wall, best_cpu) = best_of(ROUNDS, &mut run);
     let rate = |ns: u64| lines as f64 / (ns as f64 / 1e9) / 1e6;
     println!(
         "{name:<12} wall {:>7.1} ms {:>6.2} M lines/s   cpu {:>7.1} ms {:>6.2} M lines/s",

@@ -8,9 +8,8 @@
 //! `FILTER`, only the scenarios whose name contains it run (e.g. `book/` under a profiler).
 
 use std::hint::black_box;
-use std::time::Instant;
 
-use tickwire_bench::thread_cpu_ns;
+use tickwire_bench::best_of;
 use tickwire_engine::event::Event;
 use tickwire_feeds::itch::{
     Frames, GeneratorConfig, ItchBookBuilder, ItchConfig, ItchFileFeed, MAX_EVENTS_PER_MESSAGE,
@@ -27,13 +26,7 @@ fn measure(name: &str, messages: u64, mut run: impl FnMut() -> u64) {
             return;
         }
     }
-    let (mut best_wall, mut best_cpu) = (u64::MAX, u64::MAX);
-    for _ in 0..ROUNDS {
-        let (wall, cpu) = (Instant::now(), thread_cpu_ns());
-        black_box(run());
-        best_cpu = best_cpu.min(thread_cpu_ns() - cpu);
-        best_wall = best_wall.min(wall.elapsed().as_nanos() as u64);
-    }
+    let (best_wall, best_cpu) = best_of(ROUNDS, &mut run);
     let rate = |ns: u64| messages as f64 / (ns as f64 / 1e9) / 1e6;
     println!(
         "{name:<28} wall {:>7.1} ms {:>7.1} M msg/s   cpu {:>7.1} ms {:>7.1} M msg/s",
