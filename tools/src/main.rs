@@ -11,6 +11,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod config;
 mod generate;
 mod inspect;
 mod pipeline;
