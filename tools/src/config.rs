@@ -228,6 +228,18 @@ pub struct StatusSection {
     pub enabled: bool,
     /// Default 1000.
     pub interval_ms: u64,
+    /// `text` (default) or `json`: one JSON object per line, for scripts.
+    pub format: StatusFormat,
+}
+
+/// How the status line is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for StatusSection {
@@ -235,6 +247,7 @@ impl Default for StatusSection {
         Self {
             enabled: true,
             interval_ms: 1000,
+            format: StatusFormat::Text,
         }
     }
 }

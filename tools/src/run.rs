@@ -45,8 +45,22 @@ use tickwire_quic::protocol::ChannelKind;
 use tickwire_quic::server::{Entitlement, Server, ServerConfig, TokenEntry};
 use tickwire_strategies::pipeline::{HOPS, Taps, TradingPipeline};
 
-use crate::config::{FsyncSetting, FsyncWord, ServiceConfig, parse_sha256};
+use crate::config::{FsyncSetting, FsyncWord, ServiceConfig, StatusFormat, parse_sha256};
 use crate::pipeline::install_ctrl_c;
+
+/// Human output (banner, summary): on stdout, or on stderr when the status lines are JSON
+/// so that stdout carries JSON only.
+static HUMAN_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if HUMAN_TO_STDERR.load(Ordering::Relaxed) {
+            eprintln!($($arg)*);
+        } else {
+            println!($($arg)*);
+        }
+    };
+}
 
 /// Options of `tickwire run`.
 #[derive(Debug, Clone, Default, Args)]
@@ -84,6 +98,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
         return Ok(());
     }
     config.validate()?;
+    HUMAN_TO_STDERR.store(
+        config.status.enabled && config.status.format == StatusFormat::Json,
+        Ordering::Relaxed,
+    );
     let metrics_listener = config.check_ports()?;
     if args.check {
         println!("configuration OK");
@@ -322,7 +340,14 @@ impl Service {
                     let _ = total.add(h);
                 }
                 if self.config.status.enabled {
-                    println!("{}", self.status_line(&last, &snapshot, &intervals));
+                    match self.config.status.format {
+                        StatusFormat::Text => {
+                            println!("{}", self.status_line(&last, &snapshot, &intervals));
+                        }
+                        StatusFormat::Json => {
+                            println!("{}", self.status_json(&last, &snapshot, &intervals));
+                        }
+                    }
                 }
                 *self.metrics.lock().unwrap_or_else(|p| p.into_inner()) =
                     self.render_metrics(&snapshot);
@@ -347,13 +372,13 @@ impl Service {
         for (hop, total) in report.latency.iter_mut().zip(&self.totals) {
             hop.percentiles = Percentiles::of(total);
         }
-        println!("\n{report}");
+        say!("\n{report}");
         let snapshot = Snapshot::take(&self);
         if let Some(dir) = &self.journal_dir {
             let reader = JournalReader::open(dir)
                 .with_context(|| format!("cannot reopen the journal in {}", dir.display()))?;
             let recorded = reader.end_sequence() - self.journal_start;
-            println!(
+            say!(
                 "journal: {recorded} events recorded this run in {} (sequences {}..{}), {} published on the market-data ring",
                 dir.display(),
                 self.journal_start,
@@ -369,7 +394,7 @@ impl Service {
         }
         if let Some(quic) = &self.quic {
             let s = quic.fanout.stats();
-            println!(
+            say!(
                 "quic: {} events published, {} frames queued to subscribers, {} conflated, {} slow disconnects",
                 s.events.load(Ordering::Relaxed),
                 s.frames_queued.load(Ordering::Relaxed),
@@ -413,6 +438,37 @@ impl Service {
             now.subscribers, now.conflated, now.drops, now.rejects
         ));
         line
+    }
+
+    fn status_json(&self, last: &Snapshot, now: &Snapshot, hops: &[Histogram<u64>]) -> String {
+        let secs = now.at.duration_since(last.at).as_secs_f64().max(1e-9);
+        let per_sec = |a: u64, b: u64| (b - a) as f64 / secs;
+        let hops: serde_json::Map<String, serde_json::Value> = HOPS
+            .iter()
+            .zip(hops)
+            .map(|(name, h)| {
+                let p = Percentiles::of(h);
+                (
+                    (*name).to_owned(),
+                    serde_json::json!({"count": p.count, "p50_ns": p.p50, "p99_ns": p.p99, "max_ns": p.max}),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "uptime_s": now.at.duration_since(self.started).as_secs_f64(),
+            "md_events_per_s": per_sec(last.md, now.md),
+            "md_events": now.md,
+            "md_lag": now.md_lag,
+            "exec_reports_per_s": per_sec(last.exec, now.exec),
+            "notifications_per_s": per_sec(last.notifications, now.notifications),
+            "fills": now.fills,
+            "rejects": now.rejects,
+            "subscribers": now.subscribers,
+            "conflated": now.conflated,
+            "drops": now.drops,
+            "hops": hops,
+        })
+        .to_string()
     }
 
     fn render_metrics(&self, s: &Snapshot) -> String {
@@ -680,8 +736,8 @@ fn print_banner(config: &ServiceConfig, layout: &str, quic: Option<&Quic>) {
     } else {
         config.feed.input.clone()
     };
-    println!("tickwire {} — feed {feed}", env!("CARGO_PKG_VERSION"));
-    println!(
+    say!("tickwire {} — feed {feed}", env!("CARGO_PKG_VERSION"));
+    say!(
         "strategies: {}",
         config
             .strategies
@@ -690,22 +746,22 @@ fn print_banner(config: &ServiceConfig, layout: &str, quic: Option<&Quic>) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
+    say!(
         "thread layout (available cores {:?}):\n{layout}",
         available_cores()
     );
     if config.journal.enabled {
-        println!("journal: {}", config.journal_dir().display());
+        say!("journal: {}", config.journal_dir().display());
     }
     if let Some(q) = quic {
         let addr = q.server.local_addr();
-        println!("QUIC: {addr} (ALPN tickwire/1)");
+        say!("QUIC: {addr} (ALPN tickwire/1)");
         if config.quic.default_token {
             let cert = match &config.quic.cert {
                 Some(path) => path.clone(),
                 None => config.quic_dir().join("cert.der"),
             };
-            println!(
+            say!(
                 "  subscribe: tickwire subscribe --server {addr} --cert {} --token-file {}",
                 cert.display(),
                 config.token_file().display()
@@ -713,9 +769,9 @@ fn print_banner(config: &ServiceConfig, layout: &str, quic: Option<&Quic>) {
         }
     }
     if config.metrics.enabled {
-        println!("metrics: http://{}/metrics", config.metrics.bind);
+        say!("metrics: http://{}/metrics", config.metrics.bind);
     }
-    println!("running; Ctrl-C or SIGTERM stops cleanly (a second one forces exit)\n");
+    say!("running; Ctrl-C or SIGTERM stops cleanly (a second one forces exit)\n");
 }
 
 fn ring_metrics(m: &mut Metrics, ring: &RingMonitor<Event>) {
