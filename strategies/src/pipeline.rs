@@ -133,6 +133,9 @@ pub struct PipelineConfig {
     pub max_events: Option<u64>,
     /// Idle strategy of the trading thread: `backoff` (default), `yielding`, `blocking`.
     pub idle: String,
+    /// Idle strategy of the ingest thread (what it does when the feed has nothing yet):
+    /// `backoff` (default), `yielding`, `blocking`, `busy-spin`.
+    pub ingest_idle: String,
     /// Cores for the `ingest` and `trading` threads (absent = unpinned).
     pub cores: Option<[usize; 2]>,
     /// Run stages in lockstep (deterministic). Default true; false lets strategies run
@@ -157,6 +160,7 @@ impl Default for PipelineConfig {
             pace: None,
             max_events: None,
             idle: "backoff".into(),
+            ingest_idle: "backoff".into(),
             cores: None,
             lockstep: true,
             alert_log: None,
@@ -544,6 +548,10 @@ impl TradingPipeline {
             .idle
             .parse()
             .map_err(|e: String| ConfigError::invalid("[pipeline] idle", e))?;
+        let ingest_idle: IdleStrategy = pc
+            .ingest_idle
+            .parse()
+            .map_err(|e: String| ConfigError::invalid("[pipeline] ingest_idle", e))?;
 
         let hops: Vec<Arc<HopLatency>> =
             HOPS.iter().map(|h| Arc::new(HopLatency::new(*h))).collect();
@@ -661,7 +669,7 @@ impl TradingPipeline {
             .thread(
                 ThreadSpec::new("ingest")
                     .core(pc.cores.map(|c| c[0]))
-                    .idle(IdleStrategy::BACKOFF)
+                    .idle(ingest_idle)
                     .agent(ingest),
             )
             .thread(trading);

@@ -438,6 +438,9 @@ impl ServiceConfig {
         p.idle
             .parse::<IdleStrategy>()
             .map_err(|e| anyhow::anyhow!("[pipeline] idle = {:?}: {e}", p.idle))?;
+        p.ingest_idle
+            .parse::<IdleStrategy>()
+            .map_err(|e| anyhow::anyhow!("[pipeline] ingest_idle = {:?}: {e}", p.ingest_idle))?;
         self.io
             .idle
             .parse::<IdleStrategy>()
