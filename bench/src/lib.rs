@@ -9,6 +9,7 @@
 //! Benchmarks are not tests: nothing here asserts a timing; it asserts only that every
 //! consumer saw every event, so that a broken scenario cannot report a number.
 
+pub mod plot;
 pub mod ring;
 
 /// The calling thread's CPU time, ns: what the throughput harnesses report beside wall
