@@ -239,7 +239,8 @@ fn percentile_chart<DB: DrawingBackend>(
         .fold((f64::MAX, 1.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let (y_lo, y_hi) = ((lo.min(hi) / 1.5).max(1.0), hi * 1.5);
     let mut builder = ChartBuilder::on(root);
-    builder.margin(16);
+    // The right margin leaves room for the last percentile label, centred on the edge.
+    builder.margin(16).margin_right(48);
     if text {
         builder
             .caption(title, (FAMILY, 22))
@@ -277,7 +278,7 @@ fn percentile_chart<DB: DrawingBackend>(
     if text && !series.is_empty() {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FAMILY, 15))
