@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use serde::Deserialize;
 use tickwire_engine::agent::{Layout, PipelineError, ThreadSpec};
 use tickwire_engine::clock::wall_ns;
@@ -133,6 +134,10 @@ pub struct PipelineConfig {
     pub max_events: Option<u64>,
     /// Idle strategy of the trading thread: `backoff` (default), `yielding`, `blocking`.
     pub idle: String,
+    /// Idle strategy of the ingest thread when its feed has nothing due: `backoff`
+    /// (default), `yielding`, `blocking`. A backoff thread parks for up to 1 ms, which a
+    /// paced feed then sees as latency; `yielding` keeps it awake.
+    pub ingest_idle: String,
     /// Cores for the `ingest` and `trading` threads (absent = unpinned).
     pub cores: Option<[usize; 2]>,
     /// Run stages in lockstep (deterministic). Default true; false lets strategies run
@@ -157,6 +162,7 @@ impl Default for PipelineConfig {
             pace: None,
             max_events: None,
             idle: "backoff".into(),
+            ingest_idle: "backoff".into(),
             cores: None,
             lockstep: true,
             alert_log: None,
@@ -289,12 +295,14 @@ impl<F: Feed> Feed for Replayed<F> {
 }
 
 /// Latency of one hop in the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HopReport {
     /// The hop, e.g. `tick->order`.
     pub name: String,
     /// Its percentiles, ns.
     pub percentiles: Percentiles,
+    /// The whole run's histogram, ns (for plots and HdrHistogram logs).
+    pub histogram: Histogram<u64>,
 }
 
 /// Everything a run did.
@@ -530,6 +538,10 @@ impl TradingPipeline {
             .idle
             .parse()
             .map_err(|e: String| ConfigError::invalid("[pipeline] idle", e))?;
+        let ingest_idle: IdleStrategy = pc
+            .ingest_idle
+            .parse()
+            .map_err(|e: String| ConfigError::invalid("[pipeline] ingest_idle", e))?;
 
         let hops: Vec<Arc<HopLatency>> =
             HOPS.iter().map(|h| Arc::new(HopLatency::new(*h))).collect();
@@ -636,7 +648,7 @@ impl TradingPipeline {
             .thread(
                 ThreadSpec::new("ingest")
                     .core(pc.cores.map(|c| c[0]))
-                    .idle(IdleStrategy::BACKOFF)
+                    .idle(ingest_idle)
                     .agent(ingest),
             )
             .thread(trading);
@@ -655,9 +667,13 @@ impl TradingPipeline {
         let alert_log = take(&log_slot).unwrap_or_default();
         let latency = hops
             .iter()
-            .map(|h| HopReport {
-                name: h.name().to_owned(),
-                percentiles: Percentiles::of(&h.take_interval()),
+            .map(|h| {
+                let histogram = h.take_interval();
+                HopReport {
+                    name: h.name().to_owned(),
+                    percentiles: Percentiles::of(&histogram),
+                    histogram,
+                }
             })
             .collect();
         Ok(Report {
