@@ -13,7 +13,8 @@
 //! **Text needs a font.** PNG (and SVG layout) text is rendered from a TrueType file loaded
 //! at runtime ([`font`]): `$TICKWIRE_FONT`, else DejaVu Sans from the usual system paths
 //! (Debian's `fonts-dejavu-core`). No fontconfig is needed. Without a font the plots are
-//! still written, with their lines but no text, and [`Plotted::note`] says so.
+//! still written, with their lines but no text, and [`Plotted::note`] says so
+//! (`TICKWIRE_FONT=none` forces that, to check it).
 //!
 //! ```no_run
 //! use tickwire_bench::plot::{percentile_plot, write_interval_log};
@@ -103,6 +104,9 @@ const FAMILY: &str = "sans-serif";
 pub fn font() -> Result<&'static Path, &'static str> {
     static FONT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let loaded = FONT.get_or_init(|| {
+        if std::env::var_os("TICKWIRE_FONT").is_some_and(|v| v == "none") {
+            return Err("TICKWIRE_FONT=none: plots written without text".to_owned());
+        }
         let candidates: Vec<PathBuf> = std::env::var_os("TICKWIRE_FONT")
             .map(PathBuf::from)
             .into_iter()
@@ -252,18 +256,20 @@ fn percentile_chart<DB: DrawingBackend>(
     let mut chart = builder
         .build_cartesian_2d(0f64..x_max, (y_lo..y_hi).log_scale())
         .map_err(|e| e.to_string())?;
-    let mut mesh = chart.configure_mesh();
+    // Without a font, no mesh at all: its labels need one (and plotters 0.3.7 loops
+    // forever on a segmented axis asked for zero labels).
     if text {
-        mesh.x_labels(x_max as usize + 1)
+        chart
+            .configure_mesh()
+            .x_labels(x_max as usize + 1)
             .x_label_formatter(&|x| percentile_label(*x))
             .y_label_formatter(&|y| format_ns(*y as u64))
             .x_desc("percentile")
             .y_desc("latency")
-            .label_style((FAMILY, 15));
-    } else {
-        mesh.x_labels(0).y_labels(0);
+            .label_style((FAMILY, 15))
+            .draw()
+            .map_err(|e| e.to_string())?;
     }
-    mesh.draw().map_err(|e| e.to_string())?;
     for (i, ((name, _), (points, _))) in series.iter().zip(curves).enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let drawn = chart
@@ -318,7 +324,7 @@ fn bar_chart<DB: DrawingBackend>(
         builder
             .caption(title, (FAMILY, 22))
             .x_label_area_size(40)
-            .y_label_area_size(250);
+            .y_label_area_size(340);
     } else {
         builder.x_label_area_size(8).y_label_area_size(8);
     }
@@ -326,9 +332,9 @@ fn bar_chart<DB: DrawingBackend>(
     let mut chart = builder
         .build_cartesian_2d(0f64..top, (0u32..n).into_segmented())
         .map_err(|e| e.to_string())?;
-    let mut mesh = chart.configure_mesh();
-    mesh.disable_y_mesh();
     if text {
+        let mut mesh = chart.configure_mesh();
+        mesh.disable_y_mesh();
         let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
         let label = move |v: &SegmentValue<u32>| match v {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => (n - 1)
@@ -342,11 +348,6 @@ fn bar_chart<DB: DrawingBackend>(
             .y_label_formatter(&label)
             .x_desc(unit)
             .label_style((FAMILY, 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
-    } else {
-        mesh.x_labels(0)
-            .y_labels(0)
             .draw()
             .map_err(|e| e.to_string())?;
     }
@@ -483,6 +484,27 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1)
         );
+    }
+
+    #[test]
+    fn without_a_font_both_charts_still_draw_their_data() {
+        let h = sample();
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            percentile_chart(&root, false, "no text", &[("a", &h)]).expect("drawn");
+            root.present().expect("presented");
+        }
+        assert!(svg.contains("<polyline"), "no line drawn");
+        assert!(!svg.contains("<text"), "text drawn without a font");
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            let bars = [("tickwire".to_owned(), 3.0), ("peer".to_owned(), 1.0)];
+            bar_chart(&root, false, "no text", "M/s", &bars).expect("drawn");
+            root.present().expect("presented");
+        }
+        assert!(svg.matches("<rect").count() >= 3, "bars missing: {svg}");
     }
 
     #[test]
