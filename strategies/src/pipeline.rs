@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tickwire_engine::agent::{Layout, PipelineError, PipelineReport, ThreadSpec};
 use tickwire_engine::clock::wall_ns;
@@ -133,8 +134,9 @@ pub struct PipelineConfig {
     pub max_events: Option<u64>,
     /// Idle strategy of the trading thread: `backoff` (default), `yielding`, `blocking`.
     pub idle: String,
-    /// Idle strategy of the ingest thread (what it does when the feed has nothing yet):
-    /// `backoff` (default), `yielding`, `blocking`, `busy-spin`.
+    /// Idle strategy of the ingest thread when its feed has nothing due: `backoff`
+    /// (default), `yielding`, `blocking`. A backoff thread parks for up to 1 ms, which a
+    /// paced feed then sees as latency; `yielding` keeps it awake.
     pub ingest_idle: String,
     /// Cores for the `ingest` and `trading` threads (absent = unpinned).
     pub cores: Option<[usize; 2]>,
@@ -293,12 +295,14 @@ impl<F: Feed> Feed for Replayed<F> {
 }
 
 /// Latency of one hop in the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HopReport {
     /// The hop, e.g. `tick->order`.
     pub name: String,
     /// Its percentiles, ns.
     pub percentiles: Percentiles,
+    /// The whole run's histogram, ns (for plots and HdrHistogram logs).
+    pub histogram: Histogram<u64>,
 }
 
 /// Everything a run did.
@@ -769,9 +773,13 @@ impl Finish {
         let latency = self
             .hops
             .iter()
-            .map(|h| HopReport {
-                name: h.name().to_owned(),
-                percentiles: Percentiles::of(&h.take_interval()),
+            .map(|h| {
+                let histogram = h.take_interval();
+                HopReport {
+                    name: h.name().to_owned(),
+                    percentiles: Percentiles::of(&histogram),
+                    histogram,
+                }
             })
             .collect();
         Report {

@@ -371,6 +371,7 @@ impl Service {
         let mut report = self.finish.report(&threads, elapsed);
         for (hop, total) in report.latency.iter_mut().zip(&self.totals) {
             hop.percentiles = Percentiles::of(total);
+            hop.histogram = total.clone();
         }
         say!("\n{report}");
         let snapshot = Snapshot::take(&self);
