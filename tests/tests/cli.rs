@@ -163,6 +163,69 @@ fn itch_recorded_inspected_and_replayed_counts_match() {
 }
 
 #[test]
+fn replay_with_a_config_runs_the_trading_pipeline_and_writes_the_latency_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("mm.toml");
+    std::fs::write(
+        &config,
+        "[strategies.mm]\nkind = \"market_maker\"\nuser = 3\ninstrument = \"SYN001\"\n\
+         size = 1\nmax_position = 3\nhalf_spread_bps = 1\n\n\
+         [[alerts]]\nuser = 3\nrule = \"fills\"\nstrategy = \"mm\"\n",
+    )
+    .expect("write config");
+    let out = dir.path().join("out");
+    let report = json(&[
+        "replay",
+        "synthetic:events=200000,instruments=2,rate=10000",
+        "--speed",
+        "max",
+        "--config",
+        path_str(&config),
+        "--out",
+        path_str(&out),
+        "--json",
+    ]);
+    assert_eq!(u64_at(&report, "/events"), 200_000);
+    assert!(u64_at(&report, "/orders") > 0, "{report:#}");
+    assert!(u64_at(&report, "/fills") > 0, "{report:#}");
+    assert_eq!(
+        u64_at(&report, "/notifications"),
+        u64_at(&report, "/fills"),
+        "one alert per fill (no cool-down): {report:#}"
+    );
+    let hops: Vec<&str> = report["hops"]
+        .as_array()
+        .expect("hops")
+        .iter()
+        .filter_map(|h| h["hop"].as_str())
+        .collect();
+    assert!(hops.contains(&"tick->order"), "{hops:?}");
+    for file in ["latency.hlog", "latency.svg", "latency.png"] {
+        let path = out.join(file);
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        assert!(len > 0, "{} missing or empty", path.display());
+    }
+    let hlog = std::fs::read_to_string(out.join("latency.hlog")).expect("log");
+    assert!(hlog.contains("tick->order"), "the log tags each hop");
+
+    // A strategy on an instrument the feed does not have is refused, naming it.
+    std::fs::write(
+        &config,
+        "[strategies.x]\nkind = \"market_maker\"\ninstrument = \"NOPE\"\nsize = 1\nmax_position = 1\n",
+    )
+    .expect("write config");
+    let e = fails(&[
+        "replay",
+        "synthetic:events=1000",
+        "--speed",
+        "max",
+        "--config",
+        path_str(&config),
+    ]);
+    assert!(e.contains("NOPE"), "{e}");
+}
+
+#[test]
 fn replay_starts_at_a_time_and_paces_at_a_factor() {
     let dir = tempfile::tempdir().expect("temp dir");
     let journal = dir.path().join("j");

@@ -39,6 +39,7 @@ use tickwire_engine::latency::{HopLatency, Percentiles, format_ns, new_histogram
 use tickwire_engine::ring::{RingMonitor, Subscriber};
 use tickwire_feeds::Feed;
 use tickwire_feeds::open::FeedSpec;
+use tickwire_feeds::primed::{PRIME_EVENTS, Primed};
 use tickwire_feeds::synthetic::{SyntheticConfig, SyntheticFeed};
 use tickwire_quic::fanout::{FanoutConfig, FanoutHandle, PublisherAgent};
 use tickwire_quic::protocol::ChannelKind;
@@ -640,9 +641,11 @@ fn open_feed(config: &ServiceConfig) -> Result<Box<dyn Feed>> {
             ..SyntheticConfig::default()
         })));
     }
-    FeedSpec::parse(&f.input)
+    let feed = FeedSpec::parse(&f.input)
         .and_then(|spec| spec.open())
-        .with_context(|| format!("[feed] input = {:?}: cannot open it", f.input))
+        .with_context(|| format!("[feed] input = {:?}: cannot open it", f.input))?;
+    // Decoded ahead so that the strategies, alerts and journal know the instruments.
+    Ok(Box::new(Primed::prime(feed, PRIME_EVENTS)))
 }
 
 /// The server's configuration from `[quic]`, with the default token created on first start.

@@ -115,9 +115,13 @@ pub fn binary() -> &'static Path {
     })
 }
 
+/// Runs `tickwire args` to its end in a scratch working directory (removed after), so
+/// that default output paths (`tickwire-replay/`, `tickwire-data/`) never land in the
+/// source tree.
 pub fn tickwire(args: &[&str]) -> Output {
+    let scratch = tempfile::tempdir().expect("scratch working directory");
     let mut command = Command::new(binary());
-    command.args(args);
+    command.args(args).current_dir(scratch.path());
     run_with_timeout(command, TIMEOUT)
 }
 
@@ -129,13 +133,16 @@ pub struct ServiceChild {
     /// Every stdout line read so far.
     pub stdout: Vec<String>,
     stderr: Option<thread::JoinHandle<String>>,
+    /// The working directory, removed when the child is dropped.
+    _scratch: tempfile::TempDir,
 }
 
 impl ServiceChild {
     /// Starts `tickwire args`.
     pub fn start(args: &[&str]) -> Self {
+        let scratch = tempfile::tempdir().expect("scratch working directory");
         let mut command = Command::new(binary());
-        command.args(args);
+        command.args(args).current_dir(scratch.path());
         let what = format!("{command:?}");
         let mut child = command
             .stdin(Stdio::null())
@@ -160,6 +167,7 @@ impl ServiceChild {
             lines,
             stdout: Vec::new(),
             stderr,
+            _scratch: scratch,
         }
     }
 
