@@ -18,6 +18,7 @@ mod progress;
 mod record;
 mod replay;
 mod run;
+mod subscribe;
 mod timestamp;
 
 /// tickwire: a low-latency market-data event engine.
@@ -41,6 +42,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Generate synthetic inputs: an ITCH 5.0 file or a journal.
     Gen(generate::GenArgs),
+    /// Subscribe to a running service over QUIC: print events, resume after disconnects,
+    /// report gaps and latency.
+    Subscribe(subscribe::SubscribeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Replay(args) => replay::replay(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Gen(args) => generate::generate(&args),
+        Command::Subscribe(args) => subscribe::subscribe(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

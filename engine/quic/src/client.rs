@@ -69,6 +69,14 @@ pub enum ClientError {
     /// No answer in time.
     #[error("timed out")]
     Timeout,
+    /// A certificate or key file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    Certificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The client's configuration; defaults in brackets.
@@ -237,6 +245,28 @@ fn client_transport(receive_window: u32) -> quinn::TransportConfig {
         t.max_idle_timeout(Some(idle));
     }
     t
+}
+
+/// A certificate file as DER: the file itself if it is DER, or the first certificate of a
+/// PEM file (`-----BEGIN CERTIFICATE-----`). Errors name the file.
+pub fn read_certificate(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| ClientError::Certificate {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !bytes.starts_with(b"-----BEGIN") {
+        return Ok(bytes);
+    }
+    CertificateDer::pem_slice_iter(&bytes)
+        .next()
+        .ok_or_else(|| "no CERTIFICATE block".to_owned())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map(|c| c.as_ref().to_vec())
+        .map_err(|reason| ClientError::Certificate {
+            path: path.to_owned(),
+            reason,
+        })
 }
 
 /// A QUIC connection to a tickwire server, TLS with the pinned certificate and the

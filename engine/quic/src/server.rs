@@ -191,6 +191,65 @@ impl Default for ServerConfig {
     }
 }
 
+/// Bytes of randomness in a generated token (printed as 64 hex digits).
+const TOKEN_BYTES: usize = 32;
+
+/// The token in `path` (its first line, trimmed), or, if the file does not exist, a new
+/// random one (32 bytes from the OS, via `ring`, as 64 hex digits) written there with mode
+/// 0600 on Unix (directories created as needed). The service creates its default token this
+/// way at first start (`tickwire-data/quic/token`) and `tickwire subscribe` reads it from
+/// the same place. An empty file is an error, not an empty token.
+pub fn load_or_create_token(path: &Path) -> Result<String, ServerError> {
+    let io = |source| ServerError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.lines().next().unwrap_or("").trim();
+            if token.is_empty() {
+                return Err(ServerError::Io {
+                    path: path.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the token file is empty",
+                    ),
+                });
+            }
+            return Ok(token.to_owned());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut secret = [0u8; TOKEN_BYTES];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut secret)
+        .map_err(|_| {
+            io(std::io::Error::other(
+                "the system random number generator failed",
+            ))
+        })?;
+    let token: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(token)
+}
+
 /// The certificate and key the server presents.
 fn load_or_create_certificate(
     config: &ServerConfig,
@@ -693,4 +752,33 @@ async fn write_events(mut events: quinn::SendStream, mut frames: mpsc::Receiver<
         chunks.clear();
     }
     let _ = events.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_created_once_private_then_read_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("quic").join("token");
+        let token = load_or_create_token(&path).expect("created");
+        assert_eq!(token.len(), 2 * TOKEN_BYTES);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        }
+        assert_eq!(load_or_create_token(&path).expect("read"), token);
+        let other = dir.path().join("other");
+        assert_ne!(load_or_create_token(&other).expect("created"), token);
+        std::fs::write(&path, "\n").expect("written");
+        let err = load_or_create_token(&path).expect_err("empty");
+        assert!(err.to_string().contains("token"), "{err}");
+    }
 }
