@@ -24,7 +24,9 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use tickwire_engine::event::{Body, BookAction, Event, ExecStatus, PRICE_SCALE, SIZE_SCALE, Side};
 use tickwire_engine::latency::{Percentiles, format_ns, new_histogram};
-use tickwire_quic::client::{Client, ClientConfig, ClientError, Delivery, read_certificate};
+use tickwire_quic::client::{
+    Client, ClientAuth, ClientConfig, ClientError, Delivery, read_certificate,
+};
 use tickwire_quic::protocol::{
     ChannelId, ChannelKind, ErrorCode, Policy, SubscribeRequest, batch_flags,
 };
@@ -69,6 +71,12 @@ pub struct SubscribeArgs {
     /// A file whose first line is the token [default: tickwire-data/quic/token].
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// Client certificate chain (PEM), for a server with mutual TLS (`client_ca`).
+    #[arg(long, value_name = "PATH", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "PATH", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Market data of the instruments whose symbol matches PATTERN (`*` any run, `?` one
     /// character); repeatable. With no channel option at all: `--md '*'`.
     #[arg(long = "md", value_name = "PATTERN")]
@@ -190,6 +198,9 @@ async fn run(args: &SubscribeArgs) -> Result<()> {
     config.name = "tickwire-subscribe".to_owned();
     config.subscriptions = subscriptions(args, policy);
     config.connect_timeout = seconds("connect-timeout", args.connect_timeout)?;
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        config.client_auth = Some(ClientAuth::from_pem_files(cert, key)?);
+    }
     let wanted = config.subscriptions.len();
     let hint = "is `tickwire run` running?";
     let mut client = match Client::connect(config.clone()).await {

@@ -104,6 +104,54 @@ pub struct ClientConfig {
     pub buffer: usize,
     /// QUIC receive window for the event stream, bytes [8 MiB: ~130k events in flight].
     pub receive_window: u32,
+    /// The client certificate for a server with mutual TLS [none].
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A client certificate chain and its private key, for servers that require mutual TLS.
+#[derive(Clone)]
+pub struct ClientAuth {
+    /// The chain, leaf first, DER.
+    pub chain: Vec<Vec<u8>>,
+    /// The private key, DER (PKCS#8, PKCS#1 or SEC1).
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAuth {
+    /// Reads a PEM certificate chain and a PEM private key. Errors name the file.
+    pub fn from_pem_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self, ClientError> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad = |path: &std::path::Path, reason: String| ClientError::Certificate {
+            path: path.to_owned(),
+            reason,
+        };
+        let chain: Vec<Vec<u8>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(cert, e.to_string()))?
+            .into_iter()
+            .map(|c| c.as_ref().to_vec())
+            .collect();
+        if chain.is_empty() {
+            return Err(bad(cert, "no CERTIFICATE block".to_owned()));
+        }
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+        Ok(Self {
+            chain,
+            key: key_der.secret_der().to_vec(),
+        })
+    }
 }
 
 impl ClientConfig {
@@ -122,6 +170,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             buffer: 1024,
             receive_window: 8 << 20,
+            client_auth: None,
         }
     }
 }
@@ -276,14 +325,15 @@ pub async fn connect_raw(
     server_name: &str,
     certificate: &[u8],
 ) -> Result<quinn::Connection, ClientError> {
-    connect_with_window(server, server_name, certificate, 8 << 20).await
+    connect_with(server, server_name, certificate, 8 << 20, None).await
 }
 
-async fn connect_with_window(
+async fn connect_with(
     server: SocketAddr,
     server_name: &str,
     certificate: &[u8],
     receive_window: u32,
+    client_auth: Option<&ClientAuth>,
 ) -> Result<quinn::Connection, ClientError> {
     let setup = |e: &dyn fmt::Display| ClientError::Setup(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
@@ -291,11 +341,24 @@ async fn connect_with_window(
         .add(CertificateDer::from(certificate.to_vec()))
         .map_err(|e| setup(&e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| setup(&e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut tls = match client_auth {
+        None => tls.with_no_client_auth(),
+        Some(auth) => {
+            use rustls::pki_types::PrivateKeyDer;
+            let chain = auth
+                .chain
+                .iter()
+                .map(|c| CertificateDer::from(c.clone()))
+                .collect();
+            let key = PrivateKeyDer::try_from(auth.key.clone()).map_err(|e| setup(&e))?;
+            tls.with_client_auth_cert(chain, key)
+                .map_err(|e| setup(&e))?
+        }
+    };
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| setup(&e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic_tls));
@@ -341,10 +404,12 @@ async fn establish(
     config: &ClientConfig,
     last: &HashMap<ChannelId, u64>,
 ) -> Result<Established, ClientError> {
-    let conn = connect_raw(
+    let conn = connect_with(
         config.server,
         &config.server_name,
         &config.server_certificate,
+        config.receive_window,
+        config.client_auth.as_ref(),
     )
     .await?;
     let lost = |conn: &quinn::Connection| {

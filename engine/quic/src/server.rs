@@ -161,6 +161,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// PEM certificate chain and key files, instead of the self-signed certificate.
     pub cert_files: Option<(PathBuf, PathBuf)>,
+    /// Mutual TLS [none]: a PEM file of CA certificates; when set, every client must
+    /// present a certificate chain signed by one of them (rustls `WebPkiClientVerifier`),
+    /// or the handshake fails, before any token is read.
+    pub client_ca: Option<PathBuf>,
     /// Accepted tokens.
     pub tokens: Vec<TokenEntry>,
     /// Limits.
@@ -181,6 +185,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 4433)),
             data_dir: PathBuf::from("quic-data"),
             cert_files: None,
+            client_ca: None,
             tokens: Vec::new(),
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(10),
@@ -312,6 +317,33 @@ fn load_or_create_certificate(
     ))
 }
 
+/// The verifier for mutual TLS: client chains must lead to a CA of the PEM file `path`.
+fn client_verifier(
+    path: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = |reason: String| ServerError::Pem {
+        path: path.to_owned(),
+        reason,
+    };
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| pem(e.to_string()))?;
+    if cas.is_empty() {
+        return Err(pem("no CA certificate".to_owned()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| pem(format!("CA certificate: {e}")))?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| pem(format!("client verifier: {e}")))
+}
+
 /// The transport settings, tuned for a stream of small frames to many subscribers:
 ///
 /// * one bidirectional stream per client (control), none unidirectional;
@@ -365,10 +397,16 @@ impl Server {
     pub fn start(config: ServerConfig, fanout: FanoutHandle) -> Result<Self, ServerError> {
         let (certificate, chain, key) = load_or_create_certificate(&config)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let builder = match &config.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => {
+                let verifier = client_verifier(path, provider)?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut tls = builder.with_single_cert(chain, key)?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic_tls = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| ServerError::Tls(rustls::Error::General(e.to_string())))?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use tickwire_engine::journal::{FsyncPolicy, JournalConfig, JournalWriter};
-use tickwire_quic::client::{Client, Delivery, connect_raw};
+use tickwire_quic::client::{Client, ClientAuth, Delivery, connect_raw};
 use tickwire_quic::fanout::FanoutConfig;
 use tickwire_quic::protocol::{
     ChannelKind, Control, ErrorCode, HEADER_LEN, MessageType, Policy, SubscribeRequest,
@@ -523,6 +523,77 @@ async fn tokens_and_entitlements_are_enforced() {
             ..
         }
     ));
+    h.stop();
+}
+
+/// A CA (self-signed) and a client certificate it signs: (CA PEM, client auth).
+fn ca_and_client(name: &str) -> (String, ClientAuth) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA certificate");
+    let key = KeyPair::generate().expect("client key");
+    let mut params = CertificateParams::new(vec![format!("{name}-subscriber")]).expect("params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca).expect("client certificate");
+    let auth = ClientAuth {
+        chain: vec![cert.der().to_vec()],
+        key: key.serialize_der(),
+    };
+    (ca.pem(), auth)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_certificates_of_the_client_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca_pem, good) = ca_and_client("good");
+    let (_, wrong) = ca_and_client("wrong");
+    let ca_path = dir.path().join("clients-ca.pem");
+    std::fs::write(&ca_path, ca_pem).expect("CA written");
+    let mut h = Harness::start_with(Limits::default(), FanoutConfig::default(), |c| {
+        c.client_ca = Some(ca_path.clone());
+    });
+
+    let mut config = h.client_config(TOKEN, &["*"], Policy::Disconnect);
+    config.client_auth = Some(good);
+    config.reconnect = false;
+    let mut c = Client::connect(config)
+        .await
+        .expect("a certificate of the CA is admitted");
+    let mut seen = Seen::default();
+    subscribed(&mut c, &mut seen).await;
+    for i in 0..100 {
+        h.publish(quote(0, i));
+    }
+    collect_until(&mut c, &mut seen, |s| s.count(md(0)) >= 100).await;
+
+    for (what, auth) in [("no certificate", None), ("another CA's", Some(wrong))] {
+        let mut config = h.client_config(TOKEN, &["*"], Policy::Disconnect);
+        config.client_auth = auth;
+        config.reconnect = false;
+        let refused = tokio::time::timeout(WAIT, Client::connect(config))
+            .await
+            .expect("answered in time");
+        let err = refused.expect_err(what);
+        eprintln!("{what}: {err}");
+        assert!(
+            matches!(err, tickwire_quic::client::ClientError::Connect { .. }),
+            "{what}: {err}"
+        );
+    }
+    // The admitted subscriber carries on.
+    for i in 100..200 {
+        h.publish(quote(0, i));
+    }
+    collect_until(&mut c, &mut seen, |s| s.count(md(0)) >= 200).await;
+    assert!(seen.disconnects.is_empty(), "{:?}", seen.disconnects);
     h.stop();
 }
 

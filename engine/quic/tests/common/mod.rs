@@ -35,6 +35,15 @@ impl Harness {
     /// A harness; with `fanout.journal` set, a `RecorderAgent` on its own thread records
     /// the market-data ring into that journal, as the service does.
     pub fn start(limits: Limits, fanout: FanoutConfig) -> Self {
+        Self::start_with(limits, fanout, |_| {})
+    }
+
+    /// As [`start`](Self::start), with `tweak` applied to the server's configuration.
+    pub fn start_with(
+        limits: Limits,
+        fanout: FanoutConfig,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         let mut ring = RingBuilder::<Event>::new(1 << 16).expect("power of two");
         let source = ring.subscriber("quic-publisher");
         let recorder = fanout.journal.as_ref().map(|_| ring.subscriber("recorder"));
@@ -63,7 +72,7 @@ impl Harness {
         }
         let pipeline = layout.spawn().expect("layout");
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             bind: "127.0.0.1:0".parse().expect("address"),
             data_dir: dir.path().join("quic"),
             tokens: vec![
@@ -84,6 +93,7 @@ impl Harness {
             limits,
             ..ServerConfig::default()
         };
+        tweak(&mut config);
         let server = Server::start(config, handle.clone()).expect("server starts");
         let cert = server.certificate_der().to_vec();
         Self {
