@@ -638,6 +638,10 @@ async fn serve(
         ..
     } = established;
     let control_tx = tx.clone();
+    // The server's `Error{code, 0}` before it closes: the reason even if its QUIC close is
+    // lost (the client then sees only a stateless reset).
+    let server_error: Arc<Mutex<Option<(ErrorCode, String)>>> = Arc::default();
+    let control_error = Arc::clone(&server_error);
     let mut control = tokio::spawn(async move {
         let mut tick = tokio::time::interval(heartbeat);
         loop {
@@ -649,7 +653,13 @@ async fn serve(
                     Ok(Control::Subscribed { id }) => {
                         if control_tx.send(Delivery::Subscribed { id }).await.is_err() { return; }
                     }
-                    Ok(Control::Error { .. }) | Err(_) => return,
+                    Ok(Control::Error { code, message, .. }) => {
+                        if let Ok(mut slot) = control_error.lock() {
+                            *slot = Some((code, message));
+                        }
+                        return;
+                    }
+                    Err(_) => return,
                     Ok(_) => {}
                 },
                 _ = tick.tick() => {
@@ -679,8 +689,11 @@ async fn serve(
         // A stream ended because the connection did: give its close reason a moment to land.
         let _ = tokio::time::timeout(Duration::from_millis(100), conn.closed()).await;
     }
+    let told = server_error.lock().ok().and_then(|mut slot| slot.take());
     let outcome = if forced {
         (None, "disconnect forced by the client".to_owned())
+    } else if let Some((code, message)) = told {
+        (Some(code), message)
     } else {
         close_code(&conn)
     };
@@ -720,16 +733,16 @@ async fn read_events(
         let first = archived.first_sequence.to_native();
         let flags = archived.flags;
         let n = archived.events.len() as u64;
+        // `last` moves only when the batch is handed over (below): this task can be
+        // aborted at any await (a disconnect), and a batch it read but never delivered must
+        // be asked for again by the resume, not skipped.
         let (gap, skip) = {
-            let Ok(mut last) = shared.last.lock() else {
+            let Ok(last) = shared.last.lock() else {
                 return;
             };
             let prev = last.get(&channel).copied();
             let gap = prev.filter(|p| first > p + 1).map(|p| p + 1);
             let skip = prev.map_or(0, |p| (p + 1).saturating_sub(first)).min(n);
-            if n > skip {
-                last.insert(channel, first + n - 1);
-            }
             (gap, skip)
         };
         if skip > 0 {
@@ -763,10 +776,6 @@ async fn read_events(
                 Err(_) => return,
             }
         }
-        shared
-            .stats
-            .events
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
         let batch = Batch {
             channel,
             first_sequence: first + skip,
@@ -774,8 +783,20 @@ async fn read_events(
             events,
             arrival_ns,
         };
-        if tx.send(Delivery::Batch(batch)).await.is_err() {
+        // Reserve first (an abort while waiting loses nothing), then record the sequence
+        // and hand the batch over with no await between: both happen or neither.
+        let Ok(permit) = tx.reserve().await else {
             return;
-        }
+        };
+        let Ok(mut last) = shared.last.lock() else {
+            return;
+        };
+        last.insert(channel, first + n - 1);
+        drop(last);
+        shared
+            .stats
+            .events
+            .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+        permit.send(Delivery::Batch(batch));
     }
 }

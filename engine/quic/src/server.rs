@@ -479,12 +479,45 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-struct QuicCloser(quinn::Connection);
+/// The fan-out's way to close a connection: it hands the code and reason to the
+/// connection's task (never blocking), which closes it as [`close_politely`] says.
+struct QuicCloser(mpsc::UnboundedSender<(ErrorCode, String)>);
 
 impl Closer for QuicCloser {
     fn close(&self, code: ErrorCode, reason: &str) {
-        self.0.close(code.var_int(), reason.as_bytes());
+        // Fails only when the connection's task has ended: the connection is closing anyway.
+        let _ = self.0.send((code, reason.to_owned()));
     }
+}
+
+/// How long a connection closed by the server for falling behind waits for the client to
+/// read its `Error` frame and close, before the server closes it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Closes for the fan-out (`SLOW_CONSUMER`, `UNDELIVERABLE`) so that the client learns the
+/// code even when the network drops packets: a QUIC `CONNECTION_CLOSE` is sent once and
+/// not retransmitted, and if it is lost the client later meets only a stateless reset
+/// ("reset by peer", no code). So the server first sends `Error{code, 0}` on the control
+/// stream (reliable, and scheduled ahead of the event stream, see `session`), waits up to
+/// [`CLOSE_GRACE`] for the client to close, then closes with the code itself.
+async fn close_politely(
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    code: ErrorCode,
+    reason: String,
+) -> Fatal {
+    let error = Control::Error {
+        code,
+        id: 0,
+        message: reason.clone(),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if send.write_all(&error.to_frame()).await.is_ok() {
+            conn.closed().await;
+        }
+    })
+    .await;
+    (code, reason)
 }
 
 async fn connection(incoming: quinn::Incoming, context: Arc<Context>) {
@@ -625,12 +658,22 @@ async fn session(conn: &quinn::Connection, id: ConnId, context: &Context) -> Res
     let Ok(events) = conn.open_uni().await else {
         return Ok(());
     };
+    // Control frames (an `Error` before a close above all) go ahead of queued events.
+    let _ = send.set_priority(1);
     let (queue, frames) = mpsc::channel(limits.queue_frames.max(1));
+    let (closer, mut closing) = mpsc::unbounded_channel();
     context
         .fanout
-        .attach(id, queue, Arc::new(QuicCloser(conn.clone())));
+        .attach(id, queue, Arc::new(QuicCloser(closer)));
     let writer = tokio::spawn(write_events(events, frames));
-    let result = control_loop(&mut send, &mut recv, id, entry, context).await;
+    let result = tokio::select! {
+        biased;
+        Some((code, reason)) = closing.recv() => {
+            writer.abort();
+            Err(close_politely(conn, &mut send, code, reason).await)
+        }
+        result = control_loop(&mut send, &mut recv, id, entry, context) => result,
+    };
     writer.abort();
     result
 }
@@ -710,11 +753,11 @@ async fn control_loop(
                     .await?;
                     continue;
                 }
-                match context
+                let answer = context
                     .fanout
                     .subscribe(conn_id, request, entitled, resume)
-                    .await
-                {
+                    .await;
+                match answer {
                     Ok(()) => {
                         subscriptions.insert(sub_id, ());
                         send_control(send, &Control::Subscribed { id: sub_id }).await?;
