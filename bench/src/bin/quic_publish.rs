@@ -5,9 +5,12 @@
 //!    encoded frames over a bare quinn unidirectional stream (read, validated, decoded);
 //! 2. fan-out to 1, 10 and 100 subscribers (per-subscriber and aggregate events/s);
 //! 3. receive-to-subscriber latency p50/p99/p99.9 at 10k and 100k events/s (paced), and the
-//!    bare stream paced the same way.
+//!    bare stream paced the same way;
+//! 4. delivery latency with 100 subscribers at 100k events/s (paced), and a bare quinn
+//!    server fanning the same one-event frames out to 100 connections (one writer task
+//!    per connection fed by a `tokio::sync::broadcast` of shared `Bytes`), same run.
 //!
-//! `cargo run --release -p tickwire-bench --bin quic_publish [-- --quick]`
+//! `cargo run --release -p tickwire-bench --bin quic_publish [-- --quick] [--fanout-latency-only]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,6 +203,150 @@ async fn latency(rate: u64, seconds: u64) -> Percentiles {
     Percentiles::of(c.latency())
 }
 
+/// Receive-to-subscriber latency over `subscribers` subscribers at `rate` events/s for
+/// `seconds`: the merged histogram, and how many subscribers got every event.
+async fn fan_out_latency(subscribers: usize, rate: u64, seconds: u64) -> (Percentiles, usize) {
+    let mut s = setup(&format!("fanlat{subscribers}"));
+    let mut clients = Vec::new();
+    for _ in 0..subscribers {
+        clients.push(subscriber(&s).await);
+    }
+    let n = rate * seconds;
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(drain(c, n)))
+        .collect();
+    let mut md = s.md;
+    let md = tokio::task::spawn_blocking(move || {
+        produce(&mut md, n, Some(rate));
+        md
+    })
+    .await
+    .expect("producer");
+    let mut merged = new_histogram();
+    let mut complete = 0;
+    for r in readers {
+        let (c, got) = r.await.expect("reader");
+        complete += usize::from(got == n);
+        merged.add(c.latency()).expect("same histogram bounds");
+    }
+    s.md = md;
+    drop(s.md);
+    s.server.shutdown();
+    let _ = s.pipeline.join_timeout(Duration::from_secs(10));
+    (Percentiles::of(&merged), complete)
+}
+
+/// The bare baseline of [`fan_out_latency`]: a quinn server with `subscribers`
+/// connections, one writer task each, fed the same one-event frames (stamped when due)
+/// through a broadcast channel of shared `Bytes`; readers validate and decode every frame.
+async fn bare_fan_out_latency(subscribers: usize, rate: u64, seconds: u64) -> (Percentiles, usize) {
+    let (endpoint, cert) = bare_server();
+    let addr = endpoint.local_addr().expect("addr");
+    let n = rate * seconds;
+    let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(1 << 16);
+    let accept_tx = tx.clone();
+    let acceptor = tokio::spawn(async move {
+        let mut writers = Vec::new();
+        for _ in 0..subscribers {
+            let conn = endpoint
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("conn");
+            let mut send = conn.open_uni().await.expect("uni");
+            let mut rx = accept_tx.subscribe();
+            writers.push(tokio::spawn(async move {
+                loop {
+                    let frame = match rx.recv().await {
+                        Ok(frame) => frame,
+                        // A writer that fell more than the channel's capacity behind loses
+                        // frames (its reader then reports an incomplete run).
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    };
+                    if send.write_chunk(frame).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = send.finish();
+                conn.closed().await;
+            }));
+        }
+        (endpoint, writers)
+    });
+    let mut readers = Vec::new();
+    for _ in 0..subscribers {
+        let conn = connect_raw(addr, "localhost", &cert)
+            .await
+            .expect("connect");
+        readers.push(tokio::spawn(async move {
+            let mut hist = new_histogram();
+            let mut got = 0u64;
+            let Ok(mut recv) = conn.accept_uni().await else {
+                return (hist, got);
+            };
+            let mut header = [0u8; HEADER_LEN];
+            while got < n && recv.read_exact(&mut header).await.is_ok() {
+                let (_, len) = decode_header(&header, 1 << 24).expect("header");
+                let mut payload = aligned_payload(len);
+                recv.read_exact(payload.as_mut_slice())
+                    .await
+                    .expect("payload");
+                let now = wall_ns();
+                let batch = access_event_batch(&payload).expect("valid");
+                for e in batch.events.iter() {
+                    let ev: Event =
+                        rkyv::deserialize::<Event, rkyv::rancor::Error>(e).expect("event");
+                    let _ = hist.record(now.saturating_sub(ev.receive_ts).max(1));
+                    got += 1;
+                }
+            }
+            conn.close(0u32.into(), b"done");
+            (hist, got)
+        }));
+    }
+    let (endpoint, writers) = acceptor.await.expect("acceptor");
+    // The connections' uni streams are open; the readers wait on them.
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        for i in 0..n {
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+            let e = quote(i);
+            let frame = encode_event_frame(&EventBatch {
+                first_sequence: i + 1,
+                key: e.instrument,
+                channel: 1,
+                flags: 0,
+                events: vec![e],
+            });
+            let _ = tx.send(frame);
+        }
+        drop(tx);
+    })
+    .await
+    .expect("producer");
+    let mut merged = new_histogram();
+    let mut complete = 0;
+    for r in readers {
+        let (hist, got) = tokio::time::timeout(Duration::from_secs(120), r)
+            .await
+            .expect("reader in time")
+            .expect("reader");
+        complete += usize::from(got == n);
+        merged.add(&hist).expect("same histogram bounds");
+    }
+    for w in writers {
+        w.abort();
+    }
+    endpoint.close(0u32.into(), b"done");
+    (Percentiles::of(&merged), complete)
+}
+
 /// A bare quinn endpoint with the same TLS (self-signed, ring, TLS 1.3, same ALPN).
 fn bare_server() -> (quinn::Endpoint, Vec<u8>) {
     let generated =
@@ -319,7 +466,23 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let fanout_latency_only = std::env::args().any(|a| a == "--fanout-latency-only");
     runtime.block_on(async {
+        let seconds = if quick { 1 } else { 3 };
+        let rate = 100_000u64;
+        println!(
+            "== delivery latency receive_ts -> subscriber, {rate} ev/s paced for {seconds} s \
+             (server and every subscriber in this process, 2 runtime workers)"
+        );
+        for subs in [10usize, 100] {
+            let (p, complete) = fan_out_latency(subs, rate, seconds).await;
+            println!("tickwire {subs:>3} subscribers: {} ({complete}/{subs} complete)", show(&p));
+            let (p, complete) = bare_fan_out_latency(subs, rate, seconds).await;
+            println!("bare     {subs:>3} subscribers: {} ({complete}/{subs} complete)", show(&p));
+        }
+        if fanout_latency_only {
+            return;
+        }
         let n = if quick { 200_000 } else { 1_000_000 };
         println!("== throughput to one subscriber ({n} quotes, {INSTRUMENTS} instruments)");
         let (tw, complete) = fan_out(1, n).await;
