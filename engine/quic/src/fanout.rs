@@ -102,7 +102,9 @@ pub struct FanoutConfig {
     pub journal: Option<PathBuf>,
     /// The most events one resume may read from the journal (default 1 048 576: 64 MiB of
     /// events, 128 replay frames, well inside the default 1024-frame queue); a resume
-    /// further behind is refused with `RESUME_TOO_OLD`.
+    /// further behind is refused with `RESUME_TOO_OLD`. The journal is read on the
+    /// publisher's thread, between ring batches, so this also bounds how long one resume
+    /// holds up live delivery (memory-mapped reads, plus page faults when cold).
     pub max_journal_replay: usize,
 }
 
