@@ -139,6 +139,9 @@ pub struct QuicSection {
     pub cert: Option<PathBuf>,
     /// PEM private key of `cert`.
     pub key: Option<PathBuf>,
+    /// PEM file of the CA that signs client certificates: when set, every client must
+    /// present one (mutual TLS) as well as a token. Default absent.
+    pub client_ca: Option<PathBuf>,
     /// The default token's file: created with a random token at first start, entitled to
     /// every channel. Default `<data_dir>/quic/token`. Set `default_token = false` to
     /// accept only `[[quic.tokens]]`.
@@ -154,8 +157,11 @@ pub struct QuicSection {
     /// Frames queued per connection before its policy (conflate or disconnect) applies.
     /// Default 1024.
     pub queue_frames: usize,
-    /// Events kept per channel for resume. Default 16384.
+    /// Events kept in memory per channel for resume. Default 16384. Older market data is
+    /// served from the journal when `[journal]` is enabled.
     pub retain_per_channel: usize,
+    /// Most events one resume may replay from the journal. Default 1048576.
+    pub max_journal_replay: usize,
     /// Idle timeout, ms. Default 10000.
     pub idle_timeout_ms: u64,
     /// Keep-alive interval, ms. Default 2000.
@@ -169,6 +175,7 @@ impl Default for QuicSection {
             bind: SocketAddr::from(([127, 0, 0, 1], 4433)),
             cert: None,
             key: None,
+            client_ca: None,
             token_file: None,
             default_token: true,
             tokens: Vec::new(),
@@ -176,6 +183,7 @@ impl Default for QuicSection {
             max_subscriptions: 64,
             queue_frames: 1024,
             retain_per_channel: 16_384,
+            max_journal_replay: 1 << 20,
             idle_timeout_ms: 10_000,
             keep_alive_ms: 2000,
         }
@@ -486,6 +494,11 @@ impl ServiceConfig {
                 }
             }
             (None, None) => {}
+        }
+        if let Some(ca) = &q.client_ca
+            && !ca.is_file()
+        {
+            bail!("[quic] client_ca = {}: no such file", ca.display());
         }
         for (i, token) in q.tokens.iter().enumerate() {
             if parse_sha256(&token.sha256).is_none() {

@@ -20,6 +20,7 @@ mod progress;
 mod record;
 mod replay;
 mod run;
+mod subscribe;
 mod timestamp;
 
 /// tickwire: a low-latency market-data event engine.
@@ -45,6 +46,9 @@ enum Command {
     Gen(generate::GenArgs),
     /// Run the performance suite against the peers; write results.md, results.json, plots.
     Bench(bench::BenchArgs),
+    /// Subscribe to a running service over QUIC: print events, resume after disconnects,
+    /// report gaps and latency.
+    Subscribe(subscribe::SubscribeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Gen(args) => generate::generate(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Subscribe(args) => subscribe::subscribe(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -21,7 +21,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ use tickwire_feeds::primed::{PRIME_EVENTS, Primed};
 use tickwire_feeds::synthetic::{SyntheticConfig, SyntheticFeed};
 use tickwire_quic::fanout::{FanoutConfig, FanoutHandle, PublisherAgent};
 use tickwire_quic::protocol::ChannelKind;
-use tickwire_quic::server::{Entitlement, Server, ServerConfig, TokenEntry};
+use tickwire_quic::server::{Entitlement, Server, ServerConfig, TokenEntry, load_or_create_token};
 use tickwire_strategies::pipeline::{HOPS, Taps, TradingPipeline};
 
 use crate::config::{FsyncSetting, FsyncWord, ServiceConfig, StatusFormat, parse_sha256};
@@ -245,14 +245,19 @@ impl Service {
             let md = md_taps.next().context("quic tap")?;
             let exec = exec_taps.next().context("quic tap")?;
             let notes = notification_taps.next().context("quic tap")?;
-            let (publisher, handle) = PublisherAgent::new(
+            // Market data first: with the journal, a resume older than the in-memory
+            // window is served from it (the recorder above writes this same ring).
+            let (publisher, handle) = PublisherAgent::try_new(
                 vec![md, exec, notes],
                 FanoutConfig {
                     retain_per_channel: config.quic.retain_per_channel,
                     instruments: instruments.clone(),
+                    journal: journal_dir.clone(),
+                    max_journal_replay: config.quic.max_journal_replay,
                     ..FanoutConfig::default()
                 },
-            );
+            )
+            .context("[quic] cannot start the publisher")?;
             let fanout = handle.clone();
             io = io.agent(publisher);
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -653,7 +658,9 @@ fn server_config(config: &ServiceConfig) -> Result<ServerConfig> {
     let q = &config.quic;
     let mut tokens = Vec::new();
     if q.default_token {
-        let token = load_or_create_token(&config.token_file())?;
+        let path = config.token_file();
+        let token = load_or_create_token(&path)
+            .with_context(|| format!("[quic] token_file {}", path.display()))?;
         tokens.push(TokenEntry::new(
             "default",
             &token,
@@ -686,6 +693,7 @@ fn server_config(config: &ServiceConfig) -> Result<ServerConfig> {
         bind: q.bind,
         data_dir: config.quic_dir(),
         cert_files: q.cert.clone().zip(q.key.clone()),
+        client_ca: q.client_ca.clone(),
         tokens,
         idle_timeout: Duration::from_millis(q.idle_timeout_ms),
         keep_alive: Duration::from_millis(q.keep_alive_ms),
@@ -695,34 +703,6 @@ fn server_config(config: &ServiceConfig) -> Result<ServerConfig> {
     server.limits.max_subscriptions = q.max_subscriptions;
     server.limits.queue_frames = q.queue_frames;
     Ok(server)
-}
-
-/// The token in `path`, or a new random one written there (mode 0600) on first start.
-fn load_or_create_token(path: &Path) -> Result<String> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let token = text.trim().to_owned();
-        if token.is_empty() {
-            bail!("[quic] token_file {}: the file is empty", path.display());
-        }
-        return Ok(token);
-    }
-    let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom for a new token")?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create the token file {}", path.display()))?;
-    writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(token)
 }
 
 fn print_banner(config: &ServiceConfig, layout: &str, quic: Option<&Quic>) {
