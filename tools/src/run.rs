@@ -552,7 +552,7 @@ impl Service {
         m.help(
             "tickwire_quic_drops_total",
             "counter",
-            "Subscribers disconnected for falling behind.",
+            "Subscribers disconnected for falling behind (or for no longer reading).",
         );
         m.value("tickwire_quic_drops_total", "", s.drops as f64);
         m.help(
