@@ -611,8 +611,13 @@ impl Task {
                     continue;
                 }
             };
+            let retry_ms = self.config.retry_ms.max(1);
             let options = options
                 .retry_on_initial_connect()
+                // Linear back-off capped at 2 s (async-nats' default grows to seconds).
+                .reconnect_delay_callback(move |attempts| {
+                    Duration::from_millis((retry_ms * attempts.min(40) as u64).min(2000))
+                })
                 .max_reconnects(None)
                 .connection_timeout(Duration::from_secs(2))
                 .event_callback(move |event| {
@@ -625,6 +630,9 @@ impl Task {
                             async_nats::Event::Disconnected => {
                                 shared.stats.connected.store(false, Ordering::Relaxed);
                                 shared.stats.error("disconnected".to_owned());
+                            }
+                            async_nats::Event::Closed => {
+                                shared.stats.connected.store(false, Ordering::Relaxed);
                             }
                             other => shared.stats.error(other.to_string()),
                         }
