@@ -17,7 +17,7 @@ use tickwire_engine::agent::StopToken;
 use tickwire_feeds::Feed;
 use tickwire_feeds::journal::JournalFeed;
 use tickwire_feeds::open::FeedSpec;
-use tickwire_feeds::replay::{Paced, ReplayConfig, Speed};
+use tickwire_feeds::replay::{Paced, ReplayConfig, Schedule, Speed};
 
 use crate::pipeline::{HopReport, PipelineArgs, install_ctrl_c, md_pipeline};
 use crate::progress::events_bar;
@@ -27,8 +27,9 @@ use crate::timestamp::parse_time;
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
     /// What to replay: a Binance recording (`.gz`), a DBN file (`.dbn`, `.dbn.zst`), an
-    /// ITCH 5.0 file (`.itch`), a journal directory, or
-    /// `synthetic[:seed=N,instruments=N,events=N,rate=N]`.
+    /// ITCH 5.0 file (`.itch`), a journal directory,
+    /// `synthetic[:seed=N,instruments=N,events=N,rate=N]`, or a NATS JetStream stream
+    /// `nats://HOST:PORT/STREAM[?durable=NAME&pace=original&subject=FILTER&follow=true]`.
     pub input: String,
     /// Speed: `max` (flat out, zero copy), `recorded` (the recorded pace) or a factor of it
     /// such as `10x` or `0.5x`.
@@ -38,7 +39,7 @@ pub struct ReplayArgs {
         value_name = "max|recorded|<factor>x"
     )]
     pub speed: Speed,
-    /// Start at this journal sequence (journal inputs only).
+    /// Start at this journal sequence (journal inputs), or stream sequence (NATS).
     #[arg(long, value_name = "N", conflicts_with = "from_time")]
     pub from_seq: Option<u64>,
     /// Start at the first event received at or after this time: RFC 3339
@@ -80,6 +81,19 @@ pub struct ReplayReport {
 
 /// Runs the replay and prints the report.
 pub fn replay(args: &ReplayArgs) -> Result<()> {
+    if args.input.starts_with("nats://") || args.input.starts_with("tls://") {
+        let feed = open_nats(args)?;
+        let described = format!("nats {}", args.input);
+        return replay_feed(
+            args,
+            feed,
+            None,
+            "nats",
+            &described,
+            Schedule::Receive,
+            false,
+        );
+    }
     let spec = FeedSpec::parse(&args.input).context("cannot open the replay input")?;
     let (feed, total): (Box<dyn Feed>, Option<u64>) = match &spec {
         FeedSpec::Journal(dir) => {
@@ -108,14 +122,51 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
             (other.open().context("cannot open the replay input")?, total)
         }
     };
+    // Journals seeked already.
+    let seeked = matches!(spec, FeedSpec::Journal(_));
+    let described = spec.to_string();
+    replay_feed(
+        args,
+        feed,
+        total,
+        spec.kind(),
+        &described,
+        spec.schedule(),
+        seeked,
+    )
+}
+
+/// A JetStream stream (`nats://HOST:PORT/STREAM?...`, see `tickwire_nats::source`):
+/// `--from-seq` is a stream sequence and `--from-time` a storage time, both sought by the
+/// server.
+fn open_nats(args: &ReplayArgs) -> Result<Box<dyn Feed>> {
+    let mut config = tickwire_nats::SourceConfig::from_url(&args.input)?;
+    if let Some(sequence) = args.from_seq {
+        config.start = tickwire_nats::source::Start::Sequence(sequence);
+    }
+    if let Some(time) = args.from_time {
+        config.start = tickwire_nats::source::Start::Time(time);
+    }
+    Ok(Box::new(
+        tickwire_nats::NatsFeed::open(config)
+            .with_context(|| format!("cannot open the replay input {}", args.input))?,
+    ))
+}
+
+fn replay_feed(
+    args: &ReplayArgs,
+    feed: Box<dyn Feed>,
+    total: Option<u64>,
+    format: &'static str,
+    spec: &str,
+    schedule: Schedule,
+    seeked: bool,
+) -> Result<()> {
     let config = ReplayConfig {
         speed: args.speed,
         restamp: !args.keep_receive_ts,
-        // Journals seeked already.
-        from_time: args
-            .from_time
-            .filter(|_| !matches!(spec, FeedSpec::Journal(_))),
-        schedule: spec.schedule(),
+        from_time: args.from_time.filter(|_| !seeked && format != "nats"),
+        schedule,
     };
     let feed = Paced::new(feed, config);
     let instruments = feed.instruments().len().max(1);
@@ -154,7 +205,7 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
     let events = hops.handled();
     let report = ReplayReport {
         input: args.input.clone(),
-        format: spec.kind(),
+        format,
         speed: args.speed.to_string(),
         restamped: config.restamp,
         events,
