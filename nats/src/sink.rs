@@ -643,9 +643,14 @@ impl Task {
                     if client.connection_state() == async_nats::connection::State::Connected {
                         self.stats().connected.store(true, Ordering::Relaxed);
                     }
+                    let timeout = Duration::from_millis(self.config.ack_timeout_ms.max(1));
                     return jetstream::ContextBuilder::new()
-                        .timeout(Duration::from_millis(self.config.ack_timeout_ms.max(1)))
-                        .max_ack_inflight(self.config.max_in_flight + 16)
+                        .timeout(timeout)
+                        // Futures a resync drops hold their permit until the client's
+                        // acker gives up on them (ack_timeout, 30 s by default); twice the
+                        // window lets the resync publish again meanwhile.
+                        .ack_timeout(timeout)
+                        .max_ack_inflight(2 * self.config.max_in_flight + 16)
                         .backpressure_on_inflight(true)
                         .build(client);
                 }
