@@ -171,3 +171,50 @@ pub fn nats_server_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickwire_engine::event::{ExecutionReport, Quote};
+
+    #[test]
+    fn subjects_name_feed_symbol_kind_and_replace_reserved_characters() {
+        let config = NatsConfig::default();
+        let mut encoder = Encoder::new(&config, InstrumentRegistry::from_symbols(["ES.H7 X"]));
+        let mut quote = Event::new(0, 0, 1, 1);
+        quote.set_quote(Quote::default());
+        let (key, stream) = Encoder::key(&quote).expect("published");
+        assert_eq!(stream, 0);
+        assert_eq!(
+            encoder.subject(key).as_str(),
+            "tickwire.md.feed.ES_H7_X.quote"
+        );
+        let mut unknown = Event::new(0, 42, 1, 1);
+        unknown.set_quote(Quote::default());
+        let (key, _) = Encoder::key(&unknown).expect("published");
+        assert_eq!(encoder.subject(key).as_str(), "tickwire.md.feed.42.quote");
+        let mut report = Event::new(0, 0, 1, 1);
+        report.set_execution_report(ExecutionReport {
+            strategy: 3,
+            ..ExecutionReport::default()
+        });
+        let (key, stream) = Encoder::key(&report).expect("published");
+        assert_eq!(stream, 1);
+        assert_eq!(encoder.subject(key).as_str(), "tickwire.exec.3");
+    }
+
+    #[test]
+    fn validate_names_the_bad_setting() {
+        let mut config = NatsConfig::default();
+        config.market_data.name = "A.B".into();
+        let error = config.validate().expect_err("a dot in a stream name");
+        assert!(error.to_string().contains("`A.B`"), "{error}");
+        let config = NatsConfig {
+            queue_messages: 0,
+            ..NatsConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let unknown = toml::from_str::<NatsConfig>("colour = 1");
+        assert!(unknown.is_err(), "unknown keys are refused");
+    }
+}

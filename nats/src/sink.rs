@@ -43,6 +43,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -564,7 +565,33 @@ impl Task {
                 self.resync(&context).await;
                 continue;
             };
-            match ack.await {
+            // Wait for the oldest acknowledgement, publishing what the agent queues
+            // meanwhile: a message never waits for an acknowledgement of another.
+            let mut ack = std::pin::pin!(ack.into_future());
+            let result = loop {
+                if self.in_flight.len() >= self.config.max_in_flight
+                    || !matches!(self.input, Input::Queue)
+                    || !self.rx_open
+                    || self.peeked.is_some()
+                {
+                    break ack.await;
+                }
+                tokio::select! {
+                    result = &mut ack => break result,
+                    item = self.rx.recv() => match item {
+                        Some(out) => {
+                            let msg_id = self.msg_id(&out);
+                            self.in_flight.push_back(InFlight { out, msg_id, ack: None });
+                            let last = self.in_flight.len() - 1;
+                            if let Err(e) = self.send(&context, last).await {
+                                break Err(e);
+                            }
+                        }
+                        None => self.rx_open = false,
+                    },
+                }
+            };
+            match result {
                 Ok(ack) => {
                     let Some(done) = self.in_flight.pop_front() else {
                         continue;

@@ -519,3 +519,41 @@ impl Feed for NatsFeed {
         &self.instruments
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_parameters_and_errors() {
+        let c = SourceConfig::from_url("tls://h:4222/S?new&follow=1&subject=a.b.>&creds=/x")
+            .expect("valid");
+        assert_eq!(c.url, "tls://h:4222");
+        assert_eq!(c.start, Start::New);
+        assert!(c.follow);
+        assert_eq!(c.subject.as_deref(), Some("a.b.>"));
+        for bad in [
+            "http://h:1/S",
+            "nats://h:1",
+            "nats://h:1/",
+            "nats://h:1/S/T",
+            "nats://h:1/S?from_seq=x",
+            "nats://h:1/S?pace=fast",
+        ] {
+            let error = SourceConfig::from_url(bad).expect_err(bad);
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_bad_payload_is_an_error_not_a_panic() {
+        for payload in [&b""[..], b"short", &[0u8; 64], &[0xff; 300]] {
+            assert!(decode(payload).is_err());
+        }
+        let frame = crate::Encoder::frame(&[Event::default()], 5, (1, 0, 1));
+        assert_eq!(decode(&frame).expect("valid frame").len(), 1);
+        for cut in 0..frame.len() {
+            let _ = decode(&frame[..cut]); // any prefix: an error or events, never a panic
+        }
+    }
+}
