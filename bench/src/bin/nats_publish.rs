@@ -201,8 +201,13 @@ fn record(hist: &mut hdrhistogram::Histogram<u64>, payload: &[u8]) -> u64 {
 }
 
 /// Latency at `rate` for `n` events: (JetStream consumer, core subscriber, achieved rate).
-async fn nats_latency(url: &str, rate: u64, n: u64) -> (Percentiles, Percentiles, f64) {
-    let tag = format!("lat{rate}");
+async fn nats_latency(
+    url: &str,
+    rate: u64,
+    n: u64,
+    instruments: u32,
+) -> (Percentiles, Percentiles, f64) {
+    let tag = format!("lat{rate}i{instruments}");
     let rt = tokio::runtime::Handle::current();
     let mut s = {
         let url = url.to_owned();
@@ -256,7 +261,7 @@ async fn nats_latency(url: &str, rate: u64, n: u64) -> (Percentiles, Percentiles
     let start = Instant::now();
     let mut md = s.md;
     let md = tokio::task::spawn_blocking(move || {
-        produce(&mut md, n, Some(rate), 4);
+        produce(&mut md, n, Some(rate), instruments);
         md
     })
     .await
@@ -428,17 +433,19 @@ fn main() {
             quic / 1e6
         );
     }
-    println!("== latency receive_ts -> subscriber (paced, 4 interleaved instruments)");
     let seconds = if quick { 1 } else { 3 };
-    for rate in [10_000u64, 100_000] {
-        let n = rate * seconds;
-        let (js, core, achieved) = runtime.block_on(nats_latency(&url, rate, n));
-        println!(
-            "nats jetstream consumer {rate:>6} ev/s (achieved {achieved:.0}): {}",
-            show(&js)
-        );
-        println!("nats core subscriber    {rate:>6} ev/s: {}", show(&core));
-        let (_, quic) = runtime.block_on(quic_run(n, Some(rate), 4));
-        println!("quic client             {rate:>6} ev/s: {}", show(&quic));
+    for (instruments, label) in [(4u32, "4 interleaved instruments"), (1, "1 instrument")] {
+        println!("== latency receive_ts -> subscriber (paced, {label})");
+        for rate in [10_000u64, 100_000] {
+            let n = rate * seconds;
+            let (js, core, achieved) = runtime.block_on(nats_latency(&url, rate, n, instruments));
+            println!(
+                "nats jetstream consumer {rate:>6} ev/s (achieved {achieved:.0}): {}",
+                show(&js)
+            );
+            println!("nats core subscriber    {rate:>6} ev/s: {}", show(&core));
+            let (_, quic) = runtime.block_on(quic_run(n, Some(rate), instruments));
+            println!("quic client             {rate:>6} ev/s: {}", show(&quic));
+        }
     }
 }
