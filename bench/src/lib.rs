@@ -5,11 +5,20 @@
 //! * [`ring`]: tickwire's ring against its peers (`disruptor`, `crossbeam-channel`, `rtrb`,
 //!   `bus`, `tokio::sync::broadcast`): throughput in the LMAX Disruptor's perf-test
 //!   scenarios, and one-way latency at a fixed rate.
+//! * [`quic`]: QUIC delivery against a bare quinn stream carrying the same frames.
+//! * [`end_to_end`]: the trading pipeline at fixed rates (from scheduled send times) and
+//!   flat out.
+//! * [`suite`]: all of them and the feeds and journal, as `tickwire bench` runs them, with
+//!   the markdown table, the JSON file and the [`plot`]s.
 //!
 //! Benchmarks are not tests: nothing here asserts a timing; it asserts only that every
 //! consumer saw every event, so that a broken scenario cannot report a number.
 
+pub mod end_to_end;
+pub mod plot;
+pub mod quic;
 pub mod ring;
+pub mod suite;
 
 /// The calling thread's CPU time, ns: what the throughput harnesses report beside wall
 /// time, since on a shared machine CPU time is disturbed far less by other processes.

@@ -11,6 +11,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod config;
 mod generate;
 mod inspect;
 mod pipeline;
@@ -41,6 +43,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Generate synthetic inputs: an ITCH 5.0 file or a journal.
     Gen(generate::GenArgs),
+    /// Run the performance suite against the peers; write results.md, results.json, plots.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Replay(args) => replay::replay(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Gen(args) => generate::generate(&args),
+        Command::Bench(args) => bench::bench(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

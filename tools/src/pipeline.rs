@@ -194,6 +194,11 @@ impl Hops {
         }
     }
 
+    /// The whole run's histogram per hop, named (for plots and the HdrHistogram log).
+    pub fn histograms(&self) -> Vec<(&str, &Histogram<u64>)> {
+        self.0.iter().map(|hop| (hop.name(), &hop.total)).collect()
+    }
+
     /// The whole run's percentiles per hop.
     pub fn report(&self) -> Vec<HopReport> {
         self.0

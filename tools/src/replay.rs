@@ -6,13 +6,20 @@
 //! the ring, so the hop latencies measure this pipeline; the recorded receive time then
 //! only paces the replay (`--keep-receive-ts` keeps it, and the latencies then measure
 //! "since the recording").
+//!
+//! After the run it writes, into `--out` (default `tickwire-replay/<input stem>/`), the
+//! whole run's histogram per hop as an HdrHistogram interval log (`latency.hlog`) and a
+//! latency percentile plot (`latency.svg`, `latency.png`), and prints their paths.
 
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use hdrhistogram::Histogram;
 use serde::Serialize;
+use tickwire_bench::plot::{percentile_plot, write_interval_log};
 use tickwire_engine::agent::StopToken;
 use tickwire_feeds::Feed;
 use tickwire_feeds::journal::JournalFeed;
@@ -54,6 +61,10 @@ pub struct ReplayArgs {
     /// Print the final report as JSON on stdout (progress and notes go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Directory for the HdrHistogram log (`latency.hlog`) and the latency percentile plot
+    /// (`latency.svg`, `latency.png`). Default: `tickwire-replay/<input stem>/`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
@@ -77,6 +88,8 @@ pub struct ReplayReport {
     pub events_per_s: f64,
     /// Latency per hop.
     pub hops: Vec<HopReport>,
+    /// The files written: the HdrHistogram log and the plot (SVG, PNG).
+    pub files: Vec<PathBuf>,
 }
 
 /// Runs the replay and prints the report.
@@ -203,7 +216,7 @@ fn replay_feed(
     })?;
 
     let events = hops.handled();
-    let report = ReplayReport {
+    let mut report = ReplayReport {
         input: args.input.clone(),
         format,
         speed: args.speed.to_string(),
@@ -212,7 +225,13 @@ fn replay_feed(
         elapsed_s: elapsed.as_secs_f64(),
         events_per_s: events as f64 / elapsed.as_secs_f64().max(1e-9),
         hops: hops.report(),
+        files: Vec::new(),
     };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(&args.input));
+    report.files = write_latency_files(&out, &hops.histograms(), &args.input)?;
     if args.json {
         println!(
             "{}",
@@ -220,6 +239,52 @@ fn replay_feed(
         );
     } else {
         hops.print_summary(elapsed);
+        println!();
+        for file in &report.files {
+            println!("wrote {}", file.display());
+        }
     }
     Ok(())
+}
+
+/// `tickwire-replay/<stem>`: the input's file name without its format's extensions
+/// (`spot_btcusdt_20240808.gz` -> `spot_btcusdt_20240808`), or `synthetic`.
+pub fn default_out_dir(input: &str) -> PathBuf {
+    let name = if input.starts_with("synthetic") {
+        "synthetic".to_owned()
+    } else {
+        let file = Path::new(input.trim_end_matches('/'))
+            .file_name()
+            .map_or_else(|| "input".to_owned(), |f| f.to_string_lossy().into_owned());
+        let mut stem = file.as_str();
+        for ext in [".gz", ".zst", ".dbn", ".itch"] {
+            stem = stem.strip_suffix(ext).unwrap_or(stem);
+        }
+        if stem.is_empty() {
+            file.clone()
+        } else {
+            stem.to_owned()
+        }
+    };
+    Path::new("tickwire-replay").join(name)
+}
+
+/// Writes the HdrHistogram log and the percentile plot of `histograms` into `dir`; returns
+/// the files written (log, SVG, PNG). Takes named histograms so that it serves whichever
+/// pipeline the replay runs.
+pub fn write_latency_files(
+    dir: &Path,
+    histograms: &[(&str, &Histogram<u64>)],
+    input: &str,
+) -> Result<Vec<PathBuf>> {
+    let log = dir.join("latency.hlog");
+    write_interval_log(&log, histograms)
+        .with_context(|| format!("writing the HdrHistogram log into {}", dir.display()))?;
+    let title = format!("tickwire replay: {input}");
+    let plotted = percentile_plot(&dir.join("latency"), &title, histograms)
+        .with_context(|| format!("writing the latency plot into {}", dir.display()))?;
+    if let Some(note) = &plotted.note {
+        eprintln!("note: {note}");
+    }
+    Ok(vec![log, plotted.svg, plotted.png])
 }

@@ -14,51 +14,12 @@
 
 use std::path::Path;
 
+use tickwire_bench::end_to_end;
 use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_engine::latency::format_ns;
 use tickwire_feeds::binance::{BinanceConfig, BinanceFeed};
 use tickwire_feeds::synthetic::{SyntheticConfig, SyntheticFeed};
 use tickwire_strategies::pipeline::{Report, TradingConfig, TradingPipeline};
-
-const CONFIG: &str = r#"
-[pipeline]
-md_ring = 4096
-timeout_s = 900
-
-[risk]
-max_order_size = 0.05
-max_position = 0.1
-max_notional = 100000.0
-collar_bps = 20
-max_orders = 20
-
-[strategies.ma_cross]
-instrument = "{SYMBOL}"
-fast = 5
-slow = 20
-sample_ms = 1000
-size = 0.02
-
-[strategies.market_maker]
-instrument = "{SYMBOL}"
-size = 0.01
-half_spread_bps = 0.5
-skew_bps = 0.5
-max_position = 0.05
-requote_bps = 0.3
-min_requote_ms = 250
-
-[[alerts]]
-user = 1
-rule = "fills"
-strategy = "market_maker"
-
-[[alerts]]
-user = 2
-rule = "spread_wide"
-instrument = "{SYMBOL}"
-spread = 0.5
-"#;
 
 fn run(label: &str, config: &TradingConfig, binance: Option<&Path>) -> Report {
     let pipeline = TradingPipeline::new(config.clone());
@@ -121,8 +82,7 @@ fn main() {
         Some(p) => println!("feed: {}", p.display()),
         None => println!("feed: synthetic (../shared/data/binance is absent)"),
     }
-    let base = TradingConfig::from_toml(&CONFIG.replace("{SYMBOL}", symbol))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let base = end_to_end::config(symbol);
     for idle in ["backoff", "yielding"] {
         let mut c = base.clone();
         c.pipeline.idle = idle.into();

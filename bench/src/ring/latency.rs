@@ -414,6 +414,8 @@ pub struct LatencyRow {
     pub run_p50: Vec<u64>,
     /// p99 of each run, ns, in run order.
     pub run_p99: Vec<u64>,
+    /// The merged histogram, ns (for plots).
+    pub histogram: Histogram<u64>,
 }
 
 /// Runs every case `runs` times, interleaved (case A, B, ..., then A, B, ... again) so
@@ -450,6 +452,7 @@ pub fn latency_table(config: &LatencyConfig, runs: usize) -> Vec<LatencyRow> {
             percentiles: Percentiles::of(&h),
             run_p50: p50,
             run_p99: p99,
+            histogram: h,
         })
         .collect()
 }

@@ -578,12 +578,15 @@ async fn serve(
         _ = &mut events => false,
         _ = shared.force.notified() => true,
     };
+    if !forced {
+        // A stream ended: the connection is closing, or the server finished the event
+        // stream because it is shutting down and will close once every subscriber has
+        // read its last frame. Keep the control stream open meanwhile (closing it would
+        // end the session first) and give the close reason time to land.
+        let _ = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
+    }
     control.abort();
     events.abort();
-    if !forced {
-        // A stream ended because the connection did: give its close reason a moment to land.
-        let _ = tokio::time::timeout(Duration::from_millis(100), conn.closed()).await;
-    }
     let outcome = if forced {
         (None, "disconnect forced by the client".to_owned())
     } else {

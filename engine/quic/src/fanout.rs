@@ -351,6 +351,15 @@ impl Agent for PublisherAgent {
     fn is_done(&self) -> bool {
         self.sources.iter().all(|s| s.is_finished())
     }
+
+    fn on_close(&mut self) -> Result<(), AgentError> {
+        // The stream ended: what was pending goes out, then every connection's queue is
+        // dropped, so its writer finishes the event stream after the last frame.
+        self.core.flush_batches();
+        self.core.flush_pending();
+        self.core.conns.clear();
+        Ok(())
+    }
 }
 
 fn channel_name(config: &FanoutConfig, id: ChannelId) -> String {

@@ -281,6 +281,8 @@ struct Context {
     config: ServerConfig,
     fanout: FanoutHandle,
     active: AtomicUsize,
+    /// Event streams still being written (see [`Server::shutdown_gracefully`]).
+    writing: Arc<AtomicUsize>,
     next_id: AtomicU64,
 }
 
@@ -325,6 +327,7 @@ impl Server {
             config,
             fanout,
             active: AtomicUsize::new(0),
+            writing: Arc::new(AtomicUsize::new(0)),
             next_id: AtomicU64::new(1),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&context)));
@@ -351,6 +354,29 @@ impl Server {
     /// Connections open now.
     pub fn connections(&self) -> usize {
         self.context.active.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, lets every event stream finish once the [`PublisherAgent`] has
+    /// ended (its rings drained, so it dropped every connection's queue) and the peer has
+    /// acknowledged the last byte, then closes every connection with `NO_ERROR` and
+    /// `reason`. Gives up waiting after `timeout` (a subscriber that stopped reading) and
+    /// closes anyway.
+    ///
+    /// [`PublisherAgent`]: crate::fanout::PublisherAgent
+    pub async fn shutdown_gracefully(&self, reason: &str, timeout: Duration) {
+        self.accept.abort();
+        let deadline = Instant::now() + timeout;
+        while self.context.writing.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.endpoint
+            .close(ErrorCode::NoError.var_int(), reason.as_bytes());
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(
+            left.max(Duration::from_millis(100)),
+            self.endpoint.wait_idle(),
+        )
+        .await;
     }
 
     /// Closes every connection with `INTERNAL` ("shutdown") and stops accepting.
@@ -532,7 +558,8 @@ async fn session(conn: &quinn::Connection, id: ConnId, context: &Context) -> Res
     context
         .fanout
         .attach(id, queue, Arc::new(QuicCloser(conn.clone())));
-    let writer = tokio::spawn(write_events(events, frames));
+    context.writing.fetch_add(1, Ordering::Relaxed);
+    let writer = tokio::spawn(write_events(events, frames, Arc::clone(&context.writing)));
     let result = control_loop(&mut send, &mut recv, id, entry, context).await;
     writer.abort();
     result
@@ -684,7 +711,14 @@ async fn control_loop(
 }
 
 /// Drains the connection's queue into its event stream, many frames per write, no copy.
-async fn write_events(mut events: quinn::SendStream, mut frames: mpsc::Receiver<Bytes>) {
+/// Writes what the publisher queues until it drops the queue (it ended), then finishes the
+/// stream and waits until the peer has acknowledged every byte of it (or stopped it).
+async fn write_events(
+    mut events: quinn::SendStream,
+    mut frames: mpsc::Receiver<Bytes>,
+    writing: Arc<AtomicUsize>,
+) {
+    let _guard = ActiveGuard(&writing);
     let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
     while frames.recv_many(&mut chunks, 64).await > 0 {
         if events.write_all_chunks(&mut chunks).await.is_err() {
@@ -692,5 +726,7 @@ async fn write_events(mut events: quinn::SendStream, mut frames: mpsc::Receiver<
         }
         chunks.clear();
     }
-    let _ = events.finish();
+    if events.finish().is_ok() {
+        let _ = events.stopped().await;
+    }
 }

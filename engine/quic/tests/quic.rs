@@ -148,6 +148,8 @@ async fn resume_older_than_the_window_is_refused_with_a_code() {
     for i in 0..1000 {
         h.publish(quote(0, i));
     }
+    // Sequenced before the resume arrives (else "ahead" is the right answer).
+    h.wait_sequenced(1000).await;
     // A raw session that claims to hold sequence 10 of BTC-USD (retained: 901..=1000).
     let conn = connect_raw(h.server.local_addr(), "localhost", &h.cert)
         .await

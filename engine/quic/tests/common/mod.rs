@@ -101,6 +101,29 @@ impl Harness {
         event
     }
 
+    /// Waits (bounded) until the publisher agent has sequenced `n` events in all: the
+    /// ring hands them over asynchronously.
+    pub async fn wait_sequenced(&self, n: u64) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self
+            .fanout
+            .stats()
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < n
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the publisher sequenced only {} of {n} events in {WAIT:?}",
+                self.fanout
+                    .stats()
+                    .events
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     pub fn stop(&mut self) {
         self.md = None;
         if let Some(p) = self.pipeline.take() {
