@@ -6,6 +6,7 @@
 //! first, which uses `TICKWIRE_NATS_URL` when CI exported one. Without `nats-server` the
 //! tests print "skipped: nats-server not found" and pass, except under `CI=true`.
 
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -100,7 +101,8 @@ fn have_server() -> bool {
         std::env::var("CI").as_deref() != Ok("true"),
         "nats-server not found, and CI=true requires it"
     );
-    eprintln!("skipped: nats-server not found");
+    // Straight to stderr, past the harness's capture, so a plain `cargo test` shows it.
+    let _ = writeln!(std::io::stderr(), "skipped: nats-server not found");
     false
 }
 
