@@ -500,3 +500,81 @@ fn unreachable_at_start_runs_on_reports_and_catches_up_from_the_journal() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn execution_reports_and_notifications_go_to_their_own_streams() {
+    use tickwire_engine::event::{ExecutionReport, Notification};
+    if !have_server() {
+        return;
+    }
+    let server = Server::start();
+    let url = server.url();
+    let tag = "x";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut rings = Vec::new();
+    let mut sources = Vec::new();
+    for name in ["md", "exec", "notes"] {
+        let mut ring = RingBuilder::<Event>::new(1024).expect("power of two");
+        sources.push(ring.subscriber(name));
+        rings.push(ring.build().expect("subscriber"));
+    }
+    let (agent, handle) =
+        NatsSink::new(config(&url, tag), sources, instruments(), runtime.handle())
+            .expect("valid config");
+    let pipeline = Layout::new()
+        .thread(
+            ThreadSpec::new("nats")
+                .idle(IdleStrategy::BACKOFF)
+                .agent(agent),
+        )
+        .spawn()
+        .expect("layout");
+    for i in 0..100u64 {
+        let md = event(i);
+        rings[0].publish(|slot| *slot = md).expect("room");
+        let mut report = Event::new(0, 1, i, i);
+        report.set_execution_report(ExecutionReport {
+            order_id: i,
+            strategy: 3 + (i % 2) as u32,
+            ..ExecutionReport::default()
+        });
+        rings[1].publish(|slot| *slot = report).expect("room");
+        let mut note = Event::new(0, 1, i, i);
+        note.set_notification(Notification {
+            user: 9,
+            order_id: i,
+            ..Notification::default()
+        });
+        rings[2].publish(|slot| *slot = note).expect("room");
+    }
+    drop(rings);
+    pipeline.join_timeout(WAIT).expect("sink ends");
+    let stats = handle.finish(WAIT).expect("everything acknowledged");
+    assert_eq!(stats.events_acked, 300, "{stats}");
+    let exec = read_stream(&url, &format!("EXEC_{tag}"));
+    let reports: Vec<Event> = exec.iter().flat_map(|m| m.events.clone()).collect();
+    assert_eq!(reports.len(), 100);
+    for (i, (m, e)) in exec.iter().zip(&reports).enumerate() {
+        let report = e.execution_report().expect("an execution report");
+        assert_eq!(report.order_id, i as u64, "in order");
+        assert_eq!(m.subject, format!("tw{tag}.exec.{}", report.strategy));
+    }
+    let alerts = read_stream(&url, &format!("ALERTS_{tag}"));
+    assert!(
+        alerts
+            .iter()
+            .all(|m| m.subject == format!("tw{tag}.alerts.9"))
+    );
+    let notes: Vec<Event> = alerts.iter().flat_map(|m| m.events.clone()).collect();
+    assert_eq!(notes.len(), 100);
+    assert!(
+        alerts.len() < 100,
+        "consecutive notifications of one user share messages"
+    );
+    check_stream(&url, &format!("MD_{tag}"), &format!("tw{tag}"), 100);
+    drop(server);
+}
