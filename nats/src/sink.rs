@@ -61,7 +61,10 @@ use tickwire_engine::ring::Subscriber;
 use crate::config::{NatsConfig, OverflowPolicy};
 use crate::{Encoder, NatsError, headers};
 
-const NONE: u64 = u64::MAX;
+/// `Shared::handover` when nothing is proposed.
+const NONE: u64 = u64::MAX >> 1;
+/// Bit set in `Shared::handover` by the agent when it took the proposed sequence.
+const TAKEN: u64 = 1 << 63;
 
 /// The sink's counters and state, readable from any thread (Relaxed: statistics).
 #[derive(Debug, Default)]
@@ -83,6 +86,8 @@ pub struct NatsStats {
     pub overflowed_events: AtomicU64,
     /// Events published from the journal.
     pub journal_events: AtomicU64,
+    /// Times the agent went back to the queue after a catch-up from the journal.
+    pub rejoins: AtomicU64,
     /// Times the task resynchronised with the server after a failed acknowledgement.
     pub resyncs: AtomicU64,
     /// Whether the client is connected now.
@@ -113,6 +118,7 @@ impl NatsStats {
             dropped_events: r(&self.dropped_events),
             overflowed_events: r(&self.overflowed_events),
             journal_events: r(&self.journal_events),
+            rejoins: r(&self.rejoins),
             resyncs: r(&self.resyncs),
             connected: self.connected.load(Ordering::Relaxed),
             ready: self.ready.load(Ordering::Relaxed),
@@ -137,6 +143,7 @@ pub struct StatsSnapshot {
     pub dropped_events: u64,
     pub overflowed_events: u64,
     pub journal_events: u64,
+    pub rejoins: u64,
     pub resyncs: u64,
     pub connected: bool,
     pub ready: bool,
@@ -147,7 +154,7 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "nats: {} | in {} ev | queued {} msg | acked {} ev in {} msg | dup {} | dropped {} | overflowed {} | from journal {} | resyncs {}",
+            "nats: {} | in {} ev | queued {} msg | acked {} ev in {} msg | dup {} | dropped {} | overflowed {} | from journal {} (rejoins {}) | resyncs {}",
             if !self.connected {
                 "disconnected"
             } else if self.ready {
@@ -163,6 +170,7 @@ impl fmt::Display for StatsSnapshot {
             self.dropped_events,
             self.overflowed_events,
             self.journal_events,
+            self.rejoins,
             self.resyncs
         )?;
         if !self.last_error.is_empty() {
@@ -182,10 +190,11 @@ struct Shared {
     overflow: AtomicBool,
     /// First sequence not queued.
     overflow_from: AtomicU64,
-    /// The sequence at which the task asks the agent to queue again (NONE: not asked).
-    rejoin_at: AtomicU64,
-    /// The sequence at which the agent did queue again.
-    rejoined_at: AtomicU64,
+    /// The hand-over from the journal back to the queue: the sequence at which the task
+    /// asks the agent to queue again (`NONE`: not asked); the agent sets `TAKEN` on it when
+    /// it did. Both sides change it only by compare-and-swap, so exactly one of "the agent
+    /// took R" and "the task replaced R" happens.
+    handover: AtomicU64,
     /// The agent finished (its sources ended); `agent_next` is final.
     agent_done: AtomicBool,
 }
@@ -278,8 +287,7 @@ impl NatsSink {
             agent_next: AtomicU64::new(config.journal_first_sequence),
             overflow: AtomicBool::new(false),
             overflow_from: AtomicU64::new(0),
-            rejoin_at: AtomicU64::new(NONE),
-            rejoined_at: AtomicU64::new(NONE),
+            handover: AtomicU64::new(NONE),
             agent_done: AtomicBool::new(false),
         });
         let catch_up = config.policy == OverflowPolicy::CatchUp && config.journal.is_some();
@@ -421,9 +429,15 @@ impl NatsSink {
         };
         self.shared.stats.events_in.fetch_add(1, Ordering::Relaxed);
         if source == 0 && self.overflow {
-            // Acquire pairs with the Release store in `Task::catch_up_batch`.
-            let rejoin = self.shared.rejoin_at.load(Ordering::Acquire);
-            if seq != rejoin {
+            // AcqRel/Acquire pair with the compare-and-swaps in `Task::catch_up_batch`: the
+            // task switches back to the queue, whose next first-source message starts here.
+            let taken = self.shared.handover.load(Ordering::Acquire) == seq
+                && self
+                    .shared
+                    .handover
+                    .compare_exchange(seq, seq | TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if !taken {
                 self.shared
                     .stats
                     .overflowed_events
@@ -431,10 +445,8 @@ impl NatsSink {
                 return;
             }
             self.overflow = false;
+            self.shared.stats.rejoins.fetch_add(1, Ordering::Relaxed);
             self.shared.overflow.store(false, Ordering::Relaxed);
-            // Release pairs with the Acquire load in `Task::catch_up_batch`: the task
-            // switches back to the queue, whose next first-source message starts here.
-            self.shared.rejoined_at.store(rejoin, Ordering::Release);
         }
         if self.batch_key != Some(key) || self.batch.len() >= self.max_batch {
             self.flush(source);
@@ -849,6 +861,9 @@ impl Task {
                         return Some(out);
                     }
                     let next = self.shared.overflow_from.load(Ordering::Relaxed);
+                    // A proposal of an earlier overflow is void (the agent may have taken
+                    // it already); `catch_up_batch` makes a new one.
+                    self.shared.handover.store(NONE, Ordering::Release);
                     self.input = Input::Journal { next, reader: None };
                 }
                 Input::Journal { .. } => match self.catch_up_batch() {
@@ -883,36 +898,56 @@ impl Task {
         // Acquire pairs with the Release stores in `NatsSink::close` and `do_work`.
         let done = shared.agent_done.load(Ordering::Acquire);
         let agent_next = shared.agent_next.load(Ordering::Acquire);
-        let target = if done {
-            agent_next
-        } else {
-            let proposed = shared.rejoin_at.load(Ordering::Relaxed);
-            // Acquire pairs with the Release store in `NatsSink::ingest`.
-            let rejoined = shared.rejoined_at.load(Ordering::Acquire);
-            if proposed != NONE && rejoined == proposed && *next >= proposed {
-                return CatchUp::Rejoined;
+        let margin = 4 * self.config.max_batch.max(256) as u64;
+        let target = loop {
+            // Acquire pairs with the compare-and-swap in `NatsSink::ingest`.
+            let handover = shared.handover.load(Ordering::Acquire);
+            if handover & TAKEN != 0 {
+                // The agent queues again from here: publish the journal up to it.
+                let at = handover & !TAKEN;
+                if *next >= at {
+                    shared.handover.store(NONE, Ordering::Release);
+                    return CatchUp::Rejoined;
+                }
+                break at;
             }
-            if proposed == NONE
-                || proposed < *next
-                || (agent_next > proposed && rejoined != proposed)
-            {
-                // Ahead of the agent by a few of its batches, so it has not passed it yet.
-                let at = agent_next.max(*next) + 4 * self.config.max_batch.max(256) as u64;
-                // Release pairs with the Acquire load in `NatsSink::ingest`.
-                shared.rejoin_at.store(at, Ordering::Release);
-                at
+            if done {
+                if *next >= agent_next {
+                    // Everything the agent read is published: nothing to rejoin.
+                    shared.overflow.store(false, Ordering::Relaxed);
+                    return CatchUp::Rejoined;
+                }
+                break agent_next;
+            }
+            // Propose a sequence the agent has not reached: its next one when the journal
+            // is level with it (an idle agent takes the very next event), a few of its
+            // batches ahead otherwise. Replace a proposal it passed, or one that is too
+            // far ahead of an agent that stopped.
+            let level = *next >= agent_next;
+            let want = if level {
+                agent_next
             } else {
-                proposed
+                agent_next + margin
+            };
+            let replace = handover == NONE
+                || handover < *next
+                || agent_next > handover
+                || (level && want < handover);
+            if !replace {
+                break handover;
+            }
+            // Release pairs with the Acquire load in `NatsSink::ingest`; failing means the
+            // agent just took `handover`: look again.
+            if shared
+                .handover
+                .compare_exchange(handover, want, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                break want;
             }
         };
         if *next >= target {
-            return if done {
-                // Everything the agent read is published: nothing to rejoin.
-                shared.overflow.store(false, Ordering::Relaxed);
-                CatchUp::Rejoined
-            } else {
-                CatchUp::Wait
-            };
+            return CatchUp::Wait;
         }
         let journal = self.config.journal.clone().unwrap_or_default();
         if reader.as_ref().is_none_or(|r| r.end_sequence() <= *next) {
