@@ -73,6 +73,14 @@ pub enum NatsError {
         /// What happened.
         reason: String,
     },
+    /// The sink did not get everything acknowledged in time (its counters say how far).
+    #[error("nats sink: not everything acknowledged within {timeout:?}: {stats}")]
+    Unfinished {
+        /// The time allowed.
+        timeout: std::time::Duration,
+        /// The counters at the end.
+        stats: String,
+    },
     /// A stream could not be created, read or checked.
     #[error("nats stream {stream}: {reason}")]
     Stream {

@@ -259,12 +259,9 @@ impl NatsSinkHandle {
             .block_on(async { tokio::time::timeout(timeout, self.task).await });
         match done {
             Ok(_) => Ok(shared.stats.snapshot()),
-            Err(_) => Err(NatsError::Connect {
-                url: String::new(),
-                reason: format!(
-                    "not everything acknowledged within {timeout:?}: {}",
-                    shared.stats.snapshot()
-                ),
+            Err(_) => Err(NatsError::Unfinished {
+                timeout,
+                stats: shared.stats.snapshot().to_string(),
             }),
         }
     }
