@@ -36,10 +36,10 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
         let store = tempfile::tempdir().expect("temp store dir");
         let mut server = Self {
             child: None,
@@ -90,6 +90,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 /// False (after saying so) when the tests cannot run here; a failure under CI.
@@ -442,10 +449,7 @@ fn unreachable_at_start_runs_on_reports_and_catches_up_from_the_journal() {
     if !have_server() {
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
+    let port = free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let tag = "late";
     let journal = tempfile::tempdir().expect("journal dir");
@@ -472,15 +476,9 @@ fn unreachable_at_start_runs_on_reports_and_catches_up_from_the_journal() {
     assert!(stats.overflowed_events > 0, "{stats}");
     assert_eq!(stats.events_acked, 0);
 
-    // The server appears (on the port the sink was told about) with the store of a new one.
-    let store = tempfile::tempdir().expect("store");
-    let mut server = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts");
+    // The server appears on the port the sink was told about (killed on drop, also when
+    // an assertion fails).
+    let server = Server::start_on(port);
     wait_until("the sink to connect and set up its streams", || {
         run.handle.stats().snapshot().ready
     });
@@ -508,8 +506,7 @@ fn unreachable_at_start_runs_on_reports_and_catches_up_from_the_journal() {
     );
     assert_eq!(stats.events_acked, n, "{stats}");
     check_stream(&url, &format!("MD_{tag}"), &format!("tw{tag}"), n);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 #[test]
