@@ -25,7 +25,7 @@ use tickwire_feeds::Feed;
 use tickwire_feeds::journal::JournalFeed;
 use tickwire_feeds::open::FeedSpec;
 use tickwire_feeds::primed::{PRIME_EVENTS, Primed};
-use tickwire_feeds::replay::{Paced, ReplayConfig, Speed};
+use tickwire_feeds::replay::{Paced, ReplayConfig, Schedule, Speed};
 use tickwire_strategies::pipeline::{Taps, TradingPipeline};
 
 use crate::config::ServiceConfig;
@@ -37,8 +37,9 @@ use crate::timestamp::parse_time;
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
     /// What to replay: a Binance recording (`.gz`), a DBN file (`.dbn`, `.dbn.zst`), an
-    /// ITCH 5.0 file (`.itch`), a journal directory, or
-    /// `synthetic[:seed=N,instruments=N,events=N,rate=N]`.
+    /// ITCH 5.0 file (`.itch`), a journal directory,
+    /// `synthetic[:seed=N,instruments=N,events=N,rate=N]`, or a NATS JetStream stream
+    /// `nats://HOST:PORT/STREAM[?durable=NAME&pace=original&subject=FILTER&follow=true]`.
     pub input: String,
     /// Speed: `max` (flat out, zero copy), `recorded` (the recorded pace) or a factor of it
     /// such as `10x` or `0.5x`.
@@ -48,7 +49,7 @@ pub struct ReplayArgs {
         value_name = "max|recorded|<factor>x"
     )]
     pub speed: Speed,
-    /// Start at this journal sequence (journal inputs only).
+    /// Start at this journal sequence (journal inputs), or stream sequence (NATS).
     #[arg(long, value_name = "N", conflicts_with = "from_time")]
     pub from_seq: Option<u64>,
     /// Start at the first event received at or after this time: RFC 3339
@@ -102,6 +103,19 @@ pub struct ReplayReport {
 
 /// Runs the replay and prints the report.
 pub fn replay(args: &ReplayArgs) -> Result<()> {
+    if args.input.starts_with("nats://") || args.input.starts_with("tls://") {
+        let feed = open_nats(args)?;
+        let described = format!("nats {}", args.input);
+        return replay_feed(
+            args,
+            feed,
+            None,
+            "nats",
+            &described,
+            Schedule::Receive,
+            false,
+        );
+    }
     let spec = FeedSpec::parse(&args.input).context("cannot open the replay input")?;
     let (feed, total): (Box<dyn Feed>, Option<u64>) = match &spec {
         FeedSpec::Journal(dir) => {
@@ -130,17 +144,54 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
             (other.open().context("cannot open the replay input")?, total)
         }
     };
+    // Journals seeked already.
+    let seeked = matches!(spec, FeedSpec::Journal(_));
+    let described = spec.to_string();
+    replay_feed(
+        args,
+        feed,
+        total,
+        spec.kind(),
+        &described,
+        spec.schedule(),
+        seeked,
+    )
+}
+
+/// A JetStream stream (`nats://HOST:PORT/STREAM?...`, see `tickwire_nats::source`):
+/// `--from-seq` is a stream sequence and `--from-time` a storage time, both sought by the
+/// server.
+fn open_nats(args: &ReplayArgs) -> Result<Box<dyn Feed>> {
+    let mut config = tickwire_nats::SourceConfig::from_url(&args.input)?;
+    if let Some(sequence) = args.from_seq {
+        config.start = tickwire_nats::source::Start::Sequence(sequence);
+    }
+    if let Some(time) = args.from_time {
+        config.start = tickwire_nats::source::Start::Time(time);
+    }
+    Ok(Box::new(
+        tickwire_nats::NatsFeed::open(config)
+            .with_context(|| format!("cannot open the replay input {}", args.input))?,
+    ))
+}
+
+fn replay_feed(
+    args: &ReplayArgs,
+    feed: Box<dyn Feed>,
+    total: Option<u64>,
+    format: &'static str,
+    spec: &str,
+    schedule: Schedule,
+    seeked: bool,
+) -> Result<()> {
     let config = ReplayConfig {
         speed: args.speed,
         restamp: !args.keep_receive_ts,
-        // Journals seeked already.
-        from_time: args
-            .from_time
-            .filter(|_| !matches!(spec, FeedSpec::Journal(_))),
-        schedule: spec.schedule(),
+        from_time: args.from_time.filter(|_| !seeked && format != "nats"),
+        schedule,
     };
     if let Some(path) = &args.config {
-        return replay_trading(args, path, &spec, feed, total, config);
+        return replay_trading(args, path, spec, format, feed, total, config);
     }
     let feed = Paced::new(feed, config);
     let instruments = feed.instruments().len().max(1);
@@ -179,7 +230,7 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
     let events = hops.handled();
     let mut report = ReplayReport {
         input: args.input.clone(),
-        format: spec.kind(),
+        format,
         speed: args.speed.to_string(),
         restamped: config.restamp,
         events,
@@ -286,7 +337,8 @@ pub struct TradingReplayReport {
 fn replay_trading(
     args: &ReplayArgs,
     path: &Path,
-    spec: &FeedSpec,
+    spec: &str,
+    format: &'static str,
     feed: Box<dyn Feed>,
     total: Option<u64>,
     replay: ReplayConfig,
@@ -355,7 +407,7 @@ fn replay_trading(
         let e = &result.execution;
         let report = TradingReplayReport {
             input: args.input.clone(),
-            format: spec.kind(),
+            format,
             speed: args.speed.to_string(),
             events: result.events,
             elapsed_s: elapsed.as_secs_f64(),
