@@ -457,8 +457,15 @@ fn replay_writes_the_hdrhistogram_log_and_the_latency_plot() {
     }
     let log = std::fs::read_to_string(out.join("latency.hlog")).expect("log");
     assert!(log.starts_with("#"), "not an interval log:\n{log}");
-    for hop in ["receive->top-of-book", "receive->trade-stats", "receive->audit"] {
-        assert!(log.contains(&format!("Tag={hop},")), "{hop} missing:\n{log}");
+    for hop in [
+        "receive->top-of-book",
+        "receive->trade-stats",
+        "receive->audit",
+    ] {
+        assert!(
+            log.contains(&format!("Tag={hop},")),
+            "{hop} missing:\n{log}"
+        );
     }
     let png = std::fs::read(out.join("latency.png")).expect("png");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
