@@ -226,6 +226,159 @@ pub async fn latency(rate: u64, seconds: f64) -> Histogram<u64> {
     c.latency().clone()
 }
 
+/// Receive-to-subscriber latency over `subscribers` subscribers at `rate` events/s for
+/// `seconds` (from scheduled send times): the merged histogram, and how many subscribers
+/// got every event.
+pub async fn fan_out_latency(
+    subscribers: usize,
+    rate: u64,
+    seconds: f64,
+) -> (Histogram<u64>, usize) {
+    let mut s = setup(&format!("fanlat{subscribers}"));
+    let mut clients = Vec::new();
+    for _ in 0..subscribers {
+        clients.push(subscriber(&s).await);
+    }
+    let n = ((rate as f64 * seconds) as u64).max(1);
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(drain(c, n)))
+        .collect();
+    let mut md = s.md;
+    let md = tokio::task::spawn_blocking(move || {
+        produce(&mut md, n, Some(rate));
+        md
+    })
+    .await
+    .expect("producer");
+    let mut merged = new_histogram();
+    let mut complete = 0;
+    for r in readers {
+        let (c, got) = r.await.expect("reader");
+        complete += usize::from(got == n);
+        merged.add(c.latency()).expect("same histogram bounds");
+    }
+    s.md = md;
+    drop(s.md);
+    s.server.shutdown();
+    let _ = s.pipeline.join_timeout(Duration::from_secs(10));
+    (merged, complete)
+}
+
+/// The bare baseline of [`fan_out_latency`]: a quinn server with `subscribers`
+/// connections, one writer task each, fed the same one-event frames (stamped when due)
+/// through a broadcast channel of shared `Bytes`; readers validate and decode every frame.
+/// A writer that falls more than the channel's capacity behind loses frames (its reader
+/// then counts as incomplete).
+pub async fn bare_fan_out_latency(
+    subscribers: usize,
+    rate: u64,
+    seconds: f64,
+) -> (Histogram<u64>, usize) {
+    let (endpoint, cert) = bare_server();
+    let addr = endpoint.local_addr().expect("addr");
+    let n = ((rate as f64 * seconds) as u64).max(1);
+    let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(1 << 16);
+    let accept_tx = tx.clone();
+    let acceptor = tokio::spawn(async move {
+        let mut writers = Vec::new();
+        for _ in 0..subscribers {
+            let conn = endpoint
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("conn");
+            let mut send = conn.open_uni().await.expect("uni");
+            let mut rx = accept_tx.subscribe();
+            writers.push(tokio::spawn(async move {
+                loop {
+                    let frame = match rx.recv().await {
+                        Ok(frame) => frame,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    };
+                    if send.write_chunk(frame).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = send.finish();
+                conn.closed().await;
+            }));
+        }
+        (endpoint, writers)
+    });
+    let mut readers = Vec::new();
+    for _ in 0..subscribers {
+        let conn = connect_raw(addr, "localhost", &cert)
+            .await
+            .expect("connect");
+        readers.push(tokio::spawn(async move {
+            let mut hist = new_histogram();
+            let mut got = 0u64;
+            let Ok(mut recv) = conn.accept_uni().await else {
+                return (hist, got);
+            };
+            let mut header = [0u8; HEADER_LEN];
+            while got < n && recv.read_exact(&mut header).await.is_ok() {
+                let (_, len) = decode_header(&header, 1 << 24).expect("header");
+                let mut payload = aligned_payload(len);
+                recv.read_exact(payload.as_mut_slice())
+                    .await
+                    .expect("payload");
+                let now = wall_ns();
+                let batch = access_event_batch(&payload).expect("valid");
+                for e in batch.events.iter() {
+                    let ev: Event =
+                        rkyv::deserialize::<Event, rkyv::rancor::Error>(e).expect("event");
+                    let _ = hist.record(now.saturating_sub(ev.receive_ts).max(1));
+                    got += 1;
+                }
+            }
+            conn.close(0u32.into(), b"done");
+            (hist, got)
+        }));
+    }
+    let (endpoint, writers) = acceptor.await.expect("acceptor");
+    tokio::task::spawn_blocking(move || {
+        let (start, start_wall) = (Instant::now(), wall_ns());
+        for i in 0..n {
+            let offset = i * 1_000_000_000 / rate;
+            let due = start + Duration::from_nanos(offset);
+            while Instant::now() < due {
+                std::thread::yield_now();
+            }
+            let e = quote(i, start_wall + offset);
+            let frame = encode_event_frame(&EventBatch {
+                first_sequence: i + 1,
+                key: e.instrument,
+                channel: 1,
+                flags: 0,
+                events: vec![e],
+            });
+            let _ = tx.send(frame);
+        }
+        drop(tx);
+    })
+    .await
+    .expect("producer");
+    let mut merged = new_histogram();
+    let mut complete = 0;
+    for r in readers {
+        let (hist, got) = tokio::time::timeout(Duration::from_secs(120), r)
+            .await
+            .expect("reader in time")
+            .expect("reader");
+        complete += usize::from(got == n);
+        merged.add(&hist).expect("same histogram bounds");
+    }
+    for w in writers {
+        w.abort();
+    }
+    endpoint.close(0u32.into(), b"done");
+    (merged, complete)
+}
+
 /// A bare quinn endpoint with the same TLS (self-signed, ring, TLS 1.3, same ALPN).
 fn bare_server() -> (quinn::Endpoint, Vec<u8>) {
     let generated =

@@ -96,6 +96,15 @@ impl LatencyRecorder {
             .saturating_record(latency_ns.clamp(1, MAX_TRACKABLE_NS));
     }
 
+    /// Records `latency_ns` measured at `now_ns`, merging into the hop every 50 ms: for
+    /// hops recorded now and then (orders, reports, alerts), whose agents have no batch end
+    /// to flush at, so that live figures see them.
+    #[inline]
+    pub fn record_at(&mut self, latency_ns: u64, now_ns: u64) {
+        self.record(latency_ns);
+        self.maybe_flush(now_ns);
+    }
+
     /// Merges into the hop if 50 ms passed since the last merge (`now_ns` is the caller's
     /// clock reading, which it has anyway). Call at the end of a batch.
     #[inline]

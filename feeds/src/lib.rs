@@ -41,6 +41,7 @@ pub mod decimal;
 pub mod itch;
 pub mod journal;
 pub mod open;
+pub mod primed;
 pub mod replay;
 pub mod synthetic;
 

@@ -101,10 +101,10 @@ impl<V: Venue> Core<V> {
         };
         let now = wall_ns();
         if let Some(r) = self.latency.decision_to_execution.as_mut() {
-            r.record(now.saturating_sub(event.receive_ts));
+            r.record_at(now.saturating_sub(event.receive_ts), now);
         }
         if let Some(r) = self.latency.tick_to_order.as_mut() {
-            r.record(now.saturating_sub(order.trigger_ts));
+            r.record_at(now.saturating_sub(order.trigger_ts), now);
         }
         self.summary.order_digest = fold(self.summary.order_digest, digest(event));
         let instrument = event.instrument;
@@ -190,7 +190,7 @@ impl<V: Venue> Core<V> {
             self.summary.report_digest = fold(self.summary.report_digest, digest(&event));
             self.outbox.push(event);
             if let Some(r) = self.latency.tick_to_report.as_mut() {
-                r.record(now.saturating_sub(tick_ts));
+                r.record_at(now.saturating_sub(tick_ts), now);
             }
         }
         self.reports = reports;

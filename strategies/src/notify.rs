@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tickwire_engine::agent::{Agent, AgentContext, AgentError};
 use tickwire_engine::clock::wall_ns;
 use tickwire_engine::event::{Event, ExecStatus, ExecutionReport, Notification};
@@ -40,7 +40,7 @@ use crate::market::{EventClock, MarketState};
 pub const RATIO_SCALE: i128 = 1_000_000_000;
 
 /// One `[[alerts]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct AlertRuleConfig {
     /// The user the alert is for.
     pub user: u32,
@@ -53,7 +53,7 @@ pub struct AlertRuleConfig {
 }
 
 /// The rule of an [`AlertRuleConfig`] (`rule = "price_cross"`, ...).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum RuleConfig {
     /// The mid crosses `level`.
@@ -564,7 +564,8 @@ impl NotifierAgent {
         let rec = &mut self.report_to_notifier;
         self.exec.poll(|e, _, _| {
             if let Some(r) = rec.as_mut() {
-                r.record(wall_ns().saturating_sub(e.receive_ts));
+                let now = wall_ns();
+                r.record_at(now.saturating_sub(e.receive_ts), now);
             }
             reports.push(*e);
         })
@@ -588,7 +589,7 @@ impl NotifierAgent {
             summary.digest = fold(summary.digest, digest(&e));
             if tick_ts != 0 {
                 if let Some(r) = tick_to_notification.as_mut() {
-                    r.record(e.receive_ts.saturating_sub(tick_ts));
+                    r.record_at(e.receive_ts.saturating_sub(tick_ts), e.receive_ts);
                 }
             }
             outbox.push(e);
@@ -643,7 +644,7 @@ impl Agent for NotifierAgent {
                     summary.notifications += 1;
                     summary.digest = fold(summary.digest, digest(&e));
                     if let Some(r) = tick_to_notification.as_mut() {
-                        r.record(e.receive_ts.saturating_sub(event.receive_ts));
+                        r.record_at(e.receive_ts.saturating_sub(event.receive_ts), e.receive_ts);
                     }
                     outbox.push(e);
                 });

@@ -29,14 +29,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Deserialize;
-use tickwire_engine::agent::{Layout, PipelineError, ThreadSpec};
+use serde::{Deserialize, Serialize};
+use tickwire_engine::agent::{Layout, PipelineError, PipelineReport, ThreadSpec};
 use tickwire_engine::clock::wall_ns;
 use tickwire_engine::event::Event;
 use tickwire_engine::idle::IdleStrategy;
 use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_engine::latency::{HopLatency, LatencyRecorder, Percentiles, format_ns};
-use tickwire_engine::ring::{RingBuilder, RingError};
+use tickwire_engine::ring::{RingBuilder, RingError, RingMonitor, Subscriber};
 use tickwire_feeds::{Feed, FeedError, FeedStatus, IngestAgent, Sink};
 
 use crate::config::ConfigError;
@@ -114,7 +114,7 @@ impl TradingConfig {
 }
 
 /// The `[pipeline]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Market-data ring slots (power of two). Default 65536.
@@ -363,7 +363,7 @@ impl fmt::Display for Report {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         writeln!(
             f,
-            "replay of {}: {} market events in {:.3} s ({:.2} M events/s)",
+            "{}: {} market events in {:.3} s ({:.2} M events/s)",
             self.feed,
             self.events,
             secs,
@@ -504,6 +504,20 @@ impl TradingPipeline {
 
     /// Runs `feed` to its end through the pipeline; returns the report.
     pub fn run<F: Feed + 'static>(self, feed: F) -> Result<Report, RunError> {
+        let timeout = Duration::from_secs(self.config.pipeline.timeout_s);
+        let assembled = self.assemble(feed, &Taps::default())?;
+        let started = Instant::now();
+        let pipeline = assembled.layout.spawn()?;
+        let threads = pipeline.join_timeout(timeout)?;
+        Ok(assembled.finish.report(&threads, started.elapsed()))
+    }
+
+    /// Builds the rings and agents for `feed` without starting them, with the extra
+    /// subscribers `taps` asks for: what a host (the `tickwire run` service) uses to add its
+    /// journal recorder, publishers and bridges to the same rings, and threads of its own
+    /// to the layout. Start [`Assembled::layout`], join it, then call
+    /// [`Finish::report`].
+    pub fn assemble<F: Feed + 'static>(self, feed: F, taps: &Taps) -> Result<Assembled, RunError> {
         let Self {
             config,
             registry,
@@ -556,6 +570,8 @@ impl TradingPipeline {
         let upstream: Vec<_> = strategy_md.iter().collect();
         let exec_md = md.subscriber_after("execution", &upstream);
         let notifier_md = md.subscriber_after("notifier", &[&exec_md]);
+        let md_taps: Vec<_> = taps.md.iter().map(|n| md.subscriber(n)).collect();
+        let md_monitor = md.monitor("md");
         let md_publisher = md.build()?;
 
         let mut exec_ring = RingBuilder::<Event>::new(pc.exec_ring)?;
@@ -564,10 +580,18 @@ impl TradingPipeline {
             .map(|n| exec_ring.subscriber(&format!("reports:{n}")))
             .collect();
         let notifier_exec = exec_ring.subscriber("notifier");
+        let exec_taps: Vec<_> = taps.exec.iter().map(|n| exec_ring.subscriber(n)).collect();
+        let exec_monitor = exec_ring.monitor("exec");
         let exec_publisher = exec_ring.build()?;
 
         let mut notification_ring = RingBuilder::<Event>::new(pc.notification_ring)?;
         let log_sub = notification_ring.subscriber("alert-log");
+        let notification_taps: Vec<_> = taps
+            .notifications
+            .iter()
+            .map(|n| notification_ring.subscriber(n))
+            .collect();
+        let notification_monitor = notification_ring.monitor("notifications");
         let notification_publisher = notification_ring.build()?;
 
         let exec_progress = Progress::new();
@@ -602,6 +626,7 @@ impl TradingPipeline {
         }
         let venue: Box<dyn Venue> = venue.unwrap_or_else(|| Box::new(PaperVenue::new()));
         let mut limits = config.risk.limits();
+        let kill_switch_handle = kill_switch.clone();
         limits.kill_switch = kill_switch;
         let execution = ExecutionAgent::new(
             exec_md,
@@ -652,20 +677,101 @@ impl TradingPipeline {
                     .agent(ingest),
             )
             .thread(trading);
-        let started = Instant::now();
-        let pipeline = layout.spawn()?;
-        let threads = pipeline.join_timeout(Duration::from_secs(pc.timeout_s))?;
-        let elapsed = started.elapsed();
+        Ok(Assembled {
+            layout,
+            md_taps,
+            exec_taps,
+            notification_taps,
+            monitors: RingMonitors {
+                md: md_monitor,
+                exec: exec_monitor,
+                notifications: notification_monitor,
+            },
+            hops: hops.clone(),
+            kill_switch: kill_switch_handle,
+            finish: Finish {
+                feed: feed_name,
+                strategies: names,
+                instruments,
+                hops,
+                exec_slot,
+                notifier_slot,
+                log_slot,
+            },
+        })
+    }
+}
+
+/// Extra subscribers a host asks [`TradingPipeline::assemble`] for, by name: each reads the
+/// whole of its ring, independently of the pipeline's own stages (and, like every
+/// subscriber, gates the ring's writer, so it must keep up or hand work off).
+#[derive(Debug, Clone, Default)]
+pub struct Taps {
+    /// On the market-data ring (a journal recorder, a publisher).
+    pub md: Vec<String>,
+    /// On the execution-report ring.
+    pub exec: Vec<String>,
+    /// On the notification ring.
+    pub notifications: Vec<String>,
+}
+
+/// Read-only views of the pipeline's rings, for metrics.
+#[derive(Debug, Clone)]
+pub struct RingMonitors {
+    /// The market-data ring.
+    pub md: RingMonitor<Event>,
+    /// The execution-report ring.
+    pub exec: RingMonitor<Event>,
+    /// The notification ring.
+    pub notifications: RingMonitor<Event>,
+}
+
+/// A pipeline built by [`TradingPipeline::assemble`], not yet started.
+#[derive(Debug)]
+pub struct Assembled {
+    /// The threads `ingest` and `trading`; add the host's own, then spawn.
+    pub layout: Layout,
+    /// The subscribers [`Taps::md`] asked for, in its order.
+    pub md_taps: Vec<Subscriber<Event>>,
+    /// The subscribers [`Taps::exec`] asked for.
+    pub exec_taps: Vec<Subscriber<Event>>,
+    /// The subscribers [`Taps::notifications`] asked for.
+    pub notification_taps: Vec<Subscriber<Event>>,
+    /// Views of the rings.
+    pub monitors: RingMonitors,
+    /// Every hop's latency, in [`HOPS`] order (take intervals for live figures).
+    pub hops: Vec<Arc<HopLatency>>,
+    /// The kill switch of the risk checks.
+    pub kill_switch: KillSwitch,
+    /// Collects the report once the threads have ended.
+    pub finish: Finish,
+}
+
+/// What [`Assembled`] needs to build the [`Report`] after the run.
+#[derive(Debug)]
+pub struct Finish {
+    feed: String,
+    strategies: Vec<String>,
+    instruments: InstrumentRegistry,
+    hops: Vec<Arc<HopLatency>>,
+    exec_slot: Arc<Mutex<Option<ExecutionSummary>>>,
+    notifier_slot: Arc<Mutex<Option<NotifierSummary>>>,
+    log_slot: Arc<Mutex<Option<AlertLogSummary>>>,
+}
+
+impl Finish {
+    /// The report of a run whose threads ended as `threads` says, `elapsed` long. Latency
+    /// percentiles are those of whatever the hops recorded since their last
+    /// `take_interval`.
+    pub fn report(&self, threads: &PipelineReport, elapsed: Duration) -> Report {
         let events = threads
             .threads
             .iter()
             .flat_map(|t| &t.agents)
             .find(|a| a.name.starts_with("ingest"))
             .map_or(0, |a| a.work);
-        let execution = take(&exec_slot).unwrap_or_default();
-        let notifier = take(&notifier_slot).unwrap_or_default();
-        let alert_log = take(&log_slot).unwrap_or_default();
-        let latency = hops
+        let latency = self
+            .hops
             .iter()
             .map(|h| {
                 let histogram = h.take_interval();
@@ -676,17 +782,17 @@ impl TradingPipeline {
                 }
             })
             .collect();
-        Ok(Report {
-            feed: feed_name,
+        Report {
+            feed: self.feed.clone(),
             events,
             elapsed,
-            strategies: names,
-            instruments,
-            execution,
-            notifier,
-            alert_log,
+            strategies: self.strategies.clone(),
+            instruments: self.instruments.clone(),
+            execution: take(&self.exec_slot).unwrap_or_default(),
+            notifier: take(&self.notifier_slot).unwrap_or_default(),
+            alert_log: take(&self.log_slot).unwrap_or_default(),
             latency,
-        })
+        }
     }
 }
 

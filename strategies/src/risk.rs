@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tickwire_engine::event::{Order, OrderType, Side};
 
 use crate::config;
@@ -113,7 +113,7 @@ impl std::fmt::Display for RejectReason {
 }
 
 /// The `[risk]` table: limits in human units, converted once by [`limits`](Self::limits).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RiskConfig {
     /// Largest order, in base units (e.g. BTC). Default 1.

@@ -353,7 +353,7 @@ impl<'a> Context<'a> {
             })?;
         self.state.orders_sent += 1;
         if let Some(rec) = self.state.decision.as_mut() {
-            rec.record(decided.saturating_sub(self.state.trigger_ts));
+            rec.record_at(decided.saturating_sub(self.state.trigger_ts), decided);
         }
         Ok(())
     }

@@ -8,118 +8,12 @@
 //! build is a no-op when it is up to date). Every child runs under a timeout and is killed
 //! if it overruns.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use serde_json::Value;
 
-/// A child that runs longer is killed and the test fails.
-const TIMEOUT: Duration = Duration::from_secs(120);
-/// Building the binary may compile its dependencies first on a fresh clone (two cores).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
-
-/// What a finished child did.
-#[derive(Debug)]
-struct Output {
-    success: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn read_all(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Runs `command` to its end, killing it after `timeout`.
-fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
-    let what = format!("{command:?}");
-    let mut child: Child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let stdout = read_all(child.stdout.take().expect("piped stdout"));
-    let stderr = read_all(child.stderr.take().expect("piped stderr"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status;
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = stderr.join().unwrap_or_default();
-            panic!("{what} ran over {timeout:?} and was killed; stderr:\n{err}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        success: status.success(),
-        code: status.code(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
-/// The `tickwire` binary of the current sources, built on first use.
-fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test's own path");
-        let deps = exe.parent().expect("deps directory");
-        let profile_dir = deps.parent().expect("profile directory");
-        let target_dir = profile_dir.parent().expect("target directory");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("profile directory name");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .arg("build")
-            .arg("--quiet")
-            .arg("-p")
-            .arg("tickwire")
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target_dir);
-        // `debug` is the dev profile's directory; any other is named after its profile.
-        if profile != "debug" {
-            build.arg("--profile").arg(profile);
-        }
-        let out = run_with_timeout(build, BUILD_TIMEOUT);
-        assert!(
-            out.success,
-            "cargo build -p tickwire failed:\n{}",
-            out.stderr
-        );
-        let binary = profile_dir.join(format!("tickwire{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            binary.exists(),
-            "{} missing after the build",
-            binary.display()
-        );
-        binary
-    })
-}
-
-fn tickwire(args: &[&str]) -> Output {
-    let mut command = Command::new(binary());
-    command.args(args);
-    run_with_timeout(command, TIMEOUT)
-}
+mod support;
+use support::{Output, tickwire};
 
 /// Runs and expects success.
 fn ok(args: &[&str]) -> Output {
@@ -266,6 +160,69 @@ fn itch_recorded_inspected_and_replayed_counts_match() {
     // Recording into the same journal again is refused without --append.
     let e = fails(&["record", itch, "--out", journal]);
     assert!(e.contains(journal) && e.contains("--append"), "{e}");
+}
+
+#[test]
+fn replay_with_a_config_runs_the_trading_pipeline_and_writes_the_latency_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("mm.toml");
+    std::fs::write(
+        &config,
+        "[strategies.mm]\nkind = \"market_maker\"\nuser = 3\ninstrument = \"SYN001\"\n\
+         size = 1\nmax_position = 3\nhalf_spread_bps = 1\n\n\
+         [[alerts]]\nuser = 3\nrule = \"fills\"\nstrategy = \"mm\"\n",
+    )
+    .expect("write config");
+    let out = dir.path().join("out");
+    let report = json(&[
+        "replay",
+        "synthetic:events=200000,instruments=2,rate=10000",
+        "--speed",
+        "max",
+        "--config",
+        path_str(&config),
+        "--out",
+        path_str(&out),
+        "--json",
+    ]);
+    assert_eq!(u64_at(&report, "/events"), 200_000);
+    assert!(u64_at(&report, "/orders") > 0, "{report:#}");
+    assert!(u64_at(&report, "/fills") > 0, "{report:#}");
+    assert_eq!(
+        u64_at(&report, "/notifications"),
+        u64_at(&report, "/fills"),
+        "one alert per fill (no cool-down): {report:#}"
+    );
+    let hops: Vec<&str> = report["hops"]
+        .as_array()
+        .expect("hops")
+        .iter()
+        .filter_map(|h| h["hop"].as_str())
+        .collect();
+    assert!(hops.contains(&"tick->order"), "{hops:?}");
+    for file in ["latency.hlog", "latency.svg", "latency.png"] {
+        let path = out.join(file);
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        assert!(len > 0, "{} missing or empty", path.display());
+    }
+    let hlog = std::fs::read_to_string(out.join("latency.hlog")).expect("log");
+    assert!(hlog.contains("tick->order"), "the log tags each hop");
+
+    // A strategy on an instrument the feed does not have is refused, naming it.
+    std::fs::write(
+        &config,
+        "[strategies.x]\nkind = \"market_maker\"\ninstrument = \"NOPE\"\nsize = 1\nmax_position = 1\n",
+    )
+    .expect("write config");
+    let e = fails(&[
+        "replay",
+        "synthetic:events=1000",
+        "--speed",
+        "max",
+        "--config",
+        path_str(&config),
+    ]);
+    assert!(e.contains("NOPE"), "{e}");
 }
 
 #[test]

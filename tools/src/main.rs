@@ -1,17 +1,20 @@
 //! `tickwire`: the service and its command-line tools.
 //!
-//! `cargo run --release` (no arguments) runs the service on its embedded default: a
-//! synthetic feed through the market-data ring to handlers on pinned threads, printing
-//! throughput and per-hop latency once a second until Ctrl-C.
+//! `cargo run --release` (no arguments) runs the service (`run`, configured by `config`) on
+//! its embedded default: a synthetic feed, strategies, paper execution, alerts, the
+//! journal, the QUIC publisher and metrics, with a status line once a second until Ctrl-C
+//! or SIGTERM.
 //!
 //! The tools, one module each: `record` (a feed into a journal), `replay` (a file or
-//! journal through the pipeline at a chosen speed, with a latency report), `inspect`
-//! (what a journal holds) and `gen` (synthetic ITCH files and journals). Errors go to
+//! journal through the pipeline at a chosen speed, with a latency report, log and plot),
+//! `inspect` (what a journal holds), `gen` (synthetic ITCH files and journals),
+//! `subscribe` (a QUIC subscriber) and `bench` (the performance suite). Errors go to
 //! stderr with their context, and the exit code is non-zero.
 
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod config;
 mod generate;
 mod inspect;
 mod pipeline;
@@ -19,6 +22,7 @@ mod progress;
 mod record;
 mod replay;
 mod run;
+mod subscribe;
 mod timestamp;
 
 /// tickwire: a low-latency market-data event engine.
@@ -31,12 +35,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the engine: a feed through the market-data ring to handlers on pinned threads,
-    /// with live throughput and latency figures. The default command.
+    /// Run the service (the default command): a feed, strategies, paper execution, alerts,
+    /// the journal, the QUIC publisher and metrics, from a TOML config or the embedded
+    /// default, with a status line every second; Ctrl-C or SIGTERM stops it cleanly.
     Run(run::RunArgs),
     /// Record a feed (a file or a synthetic spec) into a journal directory.
     Record(record::RecordArgs),
-    /// Replay a file or a journal through the pipeline, then report latency per hop.
+    /// Replay a recorded file or a journal through the pipeline (or, with --config, the full
+    /// trading pipeline) at a chosen speed; report latency per hop, write a log and a plot.
     Replay(replay::ReplayArgs),
     /// Show what a journal holds: instruments, counts, time range, gaps, segments.
     Inspect(inspect::InspectArgs),
@@ -44,6 +50,9 @@ enum Command {
     Gen(generate::GenArgs),
     /// Run the performance suite against the peers; write results.md, results.json, plots.
     Bench(bench::BenchArgs),
+    /// Subscribe to a running service over QUIC: print events, resume after disconnects,
+    /// report gaps and latency.
+    Subscribe(subscribe::SubscribeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Gen(args) => generate::generate(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Subscribe(args) => subscribe::subscribe(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

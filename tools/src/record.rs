@@ -30,14 +30,14 @@ use tickwire_engine::journal::{
 };
 use tickwire_engine::ring::RingBuilder;
 use tickwire_feeds::open::FeedSpec;
-use tickwire_feeds::{Feed, FeedError, FeedStatus, INGEST_BATCH, IngestAgent, Sink};
+use tickwire_feeds::primed::Primed;
+use tickwire_feeds::{Feed, FeedError, FeedStatus, IngestAgent, Sink};
 
 use crate::pipeline::{PipelineArgs, install_ctrl_c, pick_cores};
 use crate::progress::events_bar;
 
-/// Events decoded before the journal is opened, to learn the instruments (4 MiB of
-/// events; every format here names its instruments well before that).
-pub const PRIME_EVENTS: usize = 65_536;
+/// Events decoded before the journal is opened, to learn the instruments.
+pub use tickwire_feeds::primed::PRIME_EVENTS;
 
 /// When the journal is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,74 +80,22 @@ pub struct RecordArgs {
 /// The feed as the ingest agent sees it: the primed events first, then the rest of the
 /// input; it counts what it publishes and keeps the latest instrument table for the end.
 struct RecordFeed {
-    inner: Box<dyn Feed>,
-    primed: Vec<Event>,
-    next: usize,
-    primed_status: FeedStatus,
-    primed_error: Option<FeedError>,
+    inner: Primed<Box<dyn Feed>>,
     published: Arc<AtomicU64>,
     instruments: Arc<Mutex<InstrumentRegistry>>,
     known: usize,
 }
 
 impl RecordFeed {
-    fn prime(mut inner: Box<dyn Feed>) -> Self {
-        let mut primed = Vec::new();
-        let mut buf = vec![Event::default(); INGEST_BATCH.max(inner.max_events_per_message())];
-        let mut primed_status = FeedStatus::Active;
-        let mut primed_error = None;
-        while primed.len() < PRIME_EVENTS {
-            let mut sink = Sink::from_slice(&mut buf);
-            let status = inner.poll(&mut sink);
-            primed.extend_from_slice(sink.events());
-            match status {
-                Ok(FeedStatus::Active) => {}
-                Ok(status) => {
-                    primed_status = status;
-                    break;
-                }
-                Err(e) => {
-                    primed_error = Some(e);
-                    break;
-                }
-            }
-        }
+    fn prime(inner: Box<dyn Feed>) -> Self {
+        let inner = Primed::prime(inner, PRIME_EVENTS);
         let instruments = inner.instruments().clone();
         Self {
             known: instruments.len(),
             instruments: Arc::new(Mutex::new(instruments)),
             inner,
-            primed,
-            next: 0,
-            primed_status,
-            primed_error,
             published: Arc::new(AtomicU64::new(0)),
         }
-    }
-
-    fn poll_inner(&mut self, sink: &mut Sink<'_>) -> Result<FeedStatus, FeedError> {
-        if self.next < self.primed.len() {
-            let take = sink.remaining().min(self.primed.len() - self.next);
-            for event in &self.primed[self.next..self.next + take] {
-                sink.push(*event);
-            }
-            self.next += take;
-            if self.next < self.primed.len() {
-                return Ok(FeedStatus::Active);
-            }
-            self.primed = Vec::new();
-        }
-        if let Some(e) = self.primed_error.take() {
-            return Err(e);
-        }
-        if self.primed_status == FeedStatus::End {
-            return Ok(FeedStatus::End);
-        }
-        if sink.written() > 0 {
-            // The sink may no longer hold a whole message of the inner feed.
-            return Ok(FeedStatus::Active);
-        }
-        self.inner.poll(sink)
     }
 }
 
@@ -161,7 +109,7 @@ impl Feed for RecordFeed {
     }
 
     fn poll(&mut self, sink: &mut Sink<'_>) -> Result<FeedStatus, FeedError> {
-        let status = self.poll_inner(sink);
+        let status = self.inner.poll(sink);
         // Relaxed: a progress counter; `join` orders the final value.
         self.published
             .fetch_add(sink.written() as u64, Ordering::Relaxed);

@@ -24,8 +24,11 @@ use tickwire_engine::agent::StopToken;
 use tickwire_feeds::Feed;
 use tickwire_feeds::journal::JournalFeed;
 use tickwire_feeds::open::FeedSpec;
+use tickwire_feeds::primed::{PRIME_EVENTS, Primed};
 use tickwire_feeds::replay::{Paced, ReplayConfig, Speed};
+use tickwire_strategies::pipeline::{Taps, TradingPipeline};
 
+use crate::config::ServiceConfig;
 use crate::pipeline::{HopReport, PipelineArgs, install_ctrl_c, md_pipeline};
 use crate::progress::events_bar;
 use crate::timestamp::parse_time;
@@ -60,6 +63,12 @@ pub struct ReplayArgs {
     /// Print the final report as JSON on stdout (progress and notes go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Run the full trading pipeline (strategies, risk checks, paper venue, alerts) with
+    /// the `[pipeline]`, `[risk]`, `[strategies.*]` and `[[alerts]]` of this file (the
+    /// format of `tickwire run --config`; other sections are ignored). Without it the
+    /// replay runs the market-data pipeline's probe handlers.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Directory for the HdrHistogram log (`latency.hlog`) and the latency percentile plot
     /// (`latency.svg`, `latency.png`). Default: `tickwire-replay/<input stem>/`.
     #[arg(long, value_name = "DIR")]
@@ -130,6 +139,9 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
             .filter(|_| !matches!(spec, FeedSpec::Journal(_))),
         schedule: spec.schedule(),
     };
+    if let Some(path) = &args.config {
+        return replay_trading(args, path, &spec, feed, total, config);
+    }
     let feed = Paced::new(feed, config);
     let instruments = feed.instruments().len().max(1);
     let stop = StopToken::new();
@@ -236,4 +248,149 @@ pub fn write_latency_files(
         eprintln!("note: {note}");
     }
     Ok(vec![log, plotted.svg, plotted.png])
+}
+
+/// The report of a replay through the trading pipeline (`--config`; `--json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct TradingReplayReport {
+    /// The input as given.
+    pub input: String,
+    /// The adapter.
+    pub format: &'static str,
+    /// `max`, `recorded` or `<factor>x`.
+    pub speed: String,
+    /// Market events through the pipeline.
+    pub events: u64,
+    /// Wall time, seconds.
+    pub elapsed_s: f64,
+    /// `events / elapsed_s`.
+    pub events_per_s: f64,
+    /// Orders received by execution (new orders).
+    pub orders: u64,
+    /// Fill reports.
+    pub fills: u64,
+    /// Rejected orders.
+    pub rejects: u64,
+    /// Notifications raised.
+    pub notifications: u64,
+    /// Realized + unrealized PnL of all positions, quote currency.
+    pub pnl: f64,
+    /// Latency per hop.
+    pub hops: Vec<HopReport>,
+    /// The HdrHistogram log and the plots written.
+    pub files: Vec<PathBuf>,
+}
+
+/// `tickwire replay --config`: the input through [`TradingPipeline`], paced by
+/// `replay`, with the strategies of the configuration.
+fn replay_trading(
+    args: &ReplayArgs,
+    path: &Path,
+    spec: &FeedSpec,
+    feed: Box<dyn Feed>,
+    total: Option<u64>,
+    replay: ReplayConfig,
+) -> Result<()> {
+    let service = ServiceConfig::from_file(path)?;
+    let mut trading = service.trading();
+    // Pacing is done here (the recorded schedule of each format); the pipeline re-stamps
+    // receive times at injection and keeps the event time for strategies and timers.
+    trading.pipeline.pace = None;
+    trading.pipeline.restamp = replay.restamp;
+    let primed = Primed::prime(feed, PRIME_EVENTS);
+    let feed = Paced::new(
+        primed,
+        ReplayConfig {
+            restamp: false,
+            ..replay
+        },
+    );
+    let assembled = TradingPipeline::new(trading)
+        .assemble(feed, &Taps::default())
+        .with_context(|| format!("{}: cannot build the trading pipeline", path.display()))?;
+    eprintln!(
+        "replaying {spec} at {} speed through the trading pipeline ({} strategies: {})",
+        args.speed,
+        service.strategies.len(),
+        service
+            .strategies
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let md = assembled.monitors.md.clone();
+    let finish = assembled.finish;
+    let bar = events_bar(total, "replay");
+    let started = Instant::now();
+    let pipeline = assembled.layout.spawn()?;
+    install_ctrl_c(pipeline.stop_token())?;
+    while !pipeline.is_finished() {
+        thread::sleep(Duration::from_millis(20));
+        bar.set_position(md.published());
+    }
+    let elapsed = started.elapsed();
+    let threads = pipeline.join();
+    bar.finish_and_clear();
+    let threads = threads.with_context(|| {
+        format!(
+            "replay of {} failed after {} events",
+            args.input,
+            md.published()
+        )
+    })?;
+    let result = finish.report(&threads, elapsed);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(&args.input));
+    let histograms: Vec<(&str, &Histogram<u64>)> = result
+        .latency
+        .iter()
+        .filter(|h| !h.histogram.is_empty())
+        .map(|h| (h.name.as_str(), &h.histogram))
+        .collect();
+    let files = write_latency_files(&out, &histograms, &args.input)?;
+    if args.json {
+        let e = &result.execution;
+        let report = TradingReplayReport {
+            input: args.input.clone(),
+            format: spec.kind(),
+            speed: args.speed.to_string(),
+            events: result.events,
+            elapsed_s: elapsed.as_secs_f64(),
+            events_per_s: result.events as f64 / elapsed.as_secs_f64().max(1e-9),
+            orders: e.orders,
+            fills: e.fills,
+            rejects: e.rejects.iter().map(|(_, n)| n).sum(),
+            notifications: result.notifier.notifications,
+            pnl: result.total_pnl(),
+            hops: result
+                .latency
+                .iter()
+                .map(|h| HopReport {
+                    hop: h.name.clone(),
+                    events: h.percentiles.count,
+                    p50_ns: h.percentiles.p50,
+                    p99_ns: h.percentiles.p99,
+                    p999_ns: h.percentiles.p999,
+                    max_ns: h.percentiles.max,
+                })
+                .collect(),
+            files,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("serialising the report")?
+        );
+    } else {
+        println!(
+            "{result}
+"
+        );
+        for file in &files {
+            println!("wrote {}", file.display());
+        }
+    }
+    Ok(())
 }

@@ -5,11 +5,16 @@
 //!    encoded frames over a bare quinn unidirectional stream (read, validated, decoded);
 //! 2. fan-out to 1, 10 and 100 subscribers (per-subscriber and aggregate events/s);
 //! 3. receive-to-subscriber latency p50/p99/p99.9 at 10k and 100k events/s (paced, from
-//!    scheduled send times), and the bare stream paced the same way.
+//!    scheduled send times), and the bare stream paced the same way;
+//! 4. delivery latency with 10 and 100 subscribers at 100k events/s (paced), and a bare
+//!    quinn server fanning the same one-event frames out to as many connections (one
+//!    writer task per connection fed by a `tokio::sync::broadcast` of shared `Bytes`).
 //!
-//! `cargo run --release -p tickwire-bench --bin quic_publish [-- --quick]`
+//! `cargo run --release -p tickwire-bench --bin quic_publish [-- --quick] [--fanout-latency-only]`
 
-use tickwire_bench::quic::{INSTRUMENTS, bare, fan_out, frames_of, latency};
+use tickwire_bench::quic::{
+    INSTRUMENTS, bare, bare_fan_out_latency, fan_out, fan_out_latency, frames_of, latency,
+};
 use tickwire_engine::latency::{Percentiles, format_ns};
 
 fn show(p: &Percentiles) -> String {
@@ -30,7 +35,29 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let fanout_latency_only = std::env::args().any(|a| a == "--fanout-latency-only");
     runtime.block_on(async {
+        if fanout_latency_only {
+            let seconds = if quick { 1.0 } else { 3.0 };
+            let rate = 100_000u64;
+            println!(
+                "== delivery latency receive_ts -> subscriber, {rate} ev/s paced for {seconds} s \
+                 (server and every subscriber in this process, 2 runtime workers)"
+            );
+            for subs in [10usize, 100] {
+                let (h, complete) = fan_out_latency(subs, rate, seconds).await;
+                println!(
+                    "tickwire {subs:>3} subscribers: {} ({complete}/{subs} complete)",
+                    show(&Percentiles::of(&h))
+                );
+                let (h, complete) = bare_fan_out_latency(subs, rate, seconds).await;
+                println!(
+                    "bare     {subs:>3} subscribers: {} ({complete}/{subs} complete)",
+                    show(&Percentiles::of(&h))
+                );
+            }
+            return;
+        }
         let n = if quick { 200_000 } else { 1_000_000 };
         println!("== throughput to one subscriber ({n} quotes, {INSTRUMENTS} instruments)");
         let (tw, complete) = fan_out(1, n).await;

@@ -69,6 +69,14 @@ pub enum ClientError {
     /// No answer in time.
     #[error("timed out")]
     Timeout,
+    /// A certificate or key file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    Certificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The client's configuration; defaults in brackets.
@@ -96,6 +104,54 @@ pub struct ClientConfig {
     pub buffer: usize,
     /// QUIC receive window for the event stream, bytes [8 MiB: ~130k events in flight].
     pub receive_window: u32,
+    /// The client certificate for a server with mutual TLS [none].
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A client certificate chain and its private key, for servers that require mutual TLS.
+#[derive(Clone)]
+pub struct ClientAuth {
+    /// The chain, leaf first, DER.
+    pub chain: Vec<Vec<u8>>,
+    /// The private key, DER (PKCS#8, PKCS#1 or SEC1).
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAuth {
+    /// Reads a PEM certificate chain and a PEM private key. Errors name the file.
+    pub fn from_pem_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self, ClientError> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad = |path: &std::path::Path, reason: String| ClientError::Certificate {
+            path: path.to_owned(),
+            reason,
+        };
+        let chain: Vec<Vec<u8>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(cert, e.to_string()))?
+            .into_iter()
+            .map(|c| c.as_ref().to_vec())
+            .collect();
+        if chain.is_empty() {
+            return Err(bad(cert, "no CERTIFICATE block".to_owned()));
+        }
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+        Ok(Self {
+            chain,
+            key: key_der.secret_der().to_vec(),
+        })
+    }
 }
 
 impl ClientConfig {
@@ -114,6 +170,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             buffer: 1024,
             receive_window: 8 << 20,
+            client_auth: None,
         }
     }
 }
@@ -239,6 +296,28 @@ fn client_transport(receive_window: u32) -> quinn::TransportConfig {
     t
 }
 
+/// A certificate file as DER: the file itself if it is DER, or the first certificate of a
+/// PEM file (`-----BEGIN CERTIFICATE-----`). Errors name the file.
+pub fn read_certificate(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| ClientError::Certificate {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !bytes.starts_with(b"-----BEGIN") {
+        return Ok(bytes);
+    }
+    CertificateDer::pem_slice_iter(&bytes)
+        .next()
+        .ok_or_else(|| "no CERTIFICATE block".to_owned())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map(|c| c.as_ref().to_vec())
+        .map_err(|reason| ClientError::Certificate {
+            path: path.to_owned(),
+            reason,
+        })
+}
+
 /// A QUIC connection to a tickwire server, TLS with the pinned certificate and the
 /// `tickwire/1` ALPN, nothing sent yet. For tools and tests that speak the protocol raw.
 pub async fn connect_raw(
@@ -246,14 +325,15 @@ pub async fn connect_raw(
     server_name: &str,
     certificate: &[u8],
 ) -> Result<quinn::Connection, ClientError> {
-    connect_with_window(server, server_name, certificate, 8 << 20).await
+    connect_with(server, server_name, certificate, 8 << 20, None).await
 }
 
-async fn connect_with_window(
+async fn connect_with(
     server: SocketAddr,
     server_name: &str,
     certificate: &[u8],
     receive_window: u32,
+    client_auth: Option<&ClientAuth>,
 ) -> Result<quinn::Connection, ClientError> {
     let setup = |e: &dyn fmt::Display| ClientError::Setup(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
@@ -261,11 +341,24 @@ async fn connect_with_window(
         .add(CertificateDer::from(certificate.to_vec()))
         .map_err(|e| setup(&e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| setup(&e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut tls = match client_auth {
+        None => tls.with_no_client_auth(),
+        Some(auth) => {
+            use rustls::pki_types::PrivateKeyDer;
+            let chain = auth
+                .chain
+                .iter()
+                .map(|c| CertificateDer::from(c.clone()))
+                .collect();
+            let key = PrivateKeyDer::try_from(auth.key.clone()).map_err(|e| setup(&e))?;
+            tls.with_client_auth_cert(chain, key)
+                .map_err(|e| setup(&e))?
+        }
+    };
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| setup(&e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic_tls));
@@ -311,10 +404,12 @@ async fn establish(
     config: &ClientConfig,
     last: &HashMap<ChannelId, u64>,
 ) -> Result<Established, ClientError> {
-    let conn = connect_raw(
+    let conn = connect_with(
         config.server,
         &config.server_name,
         &config.server_certificate,
+        config.receive_window,
+        config.client_auth.as_ref(),
     )
     .await?;
     let lost = |conn: &quinn::Connection| {
@@ -543,6 +638,10 @@ async fn serve(
         ..
     } = established;
     let control_tx = tx.clone();
+    // The server's `Error{code, 0}` before it closes: the reason even if its QUIC close is
+    // lost (the client then sees only a stateless reset).
+    let server_error: Arc<Mutex<Option<(ErrorCode, String)>>> = Arc::default();
+    let control_error = Arc::clone(&server_error);
     let mut control = tokio::spawn(async move {
         let mut tick = tokio::time::interval(heartbeat);
         loop {
@@ -554,7 +653,13 @@ async fn serve(
                     Ok(Control::Subscribed { id }) => {
                         if control_tx.send(Delivery::Subscribed { id }).await.is_err() { return; }
                     }
-                    Ok(Control::Error { .. }) | Err(_) => return,
+                    Ok(Control::Error { code, message, .. }) => {
+                        if let Ok(mut slot) = control_error.lock() {
+                            *slot = Some((code, message));
+                        }
+                        return;
+                    }
+                    Err(_) => return,
                     Ok(_) => {}
                 },
                 _ = tick.tick() => {
@@ -578,14 +683,20 @@ async fn serve(
         _ = &mut events => false,
         _ = shared.force.notified() => true,
     };
+    if !forced {
+        // A stream ended: the connection is closing, or the server finished the event
+        // stream because it is shutting down and will close once every subscriber has
+        // read its last frame. Keep the control stream open meanwhile (closing it would
+        // end the session first) and give the close reason time to land.
+        let _ = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
+    }
     control.abort();
     events.abort();
-    if !forced {
-        // A stream ended because the connection did: give its close reason a moment to land.
-        let _ = tokio::time::timeout(Duration::from_millis(100), conn.closed()).await;
-    }
+    let told = server_error.lock().ok().and_then(|mut slot| slot.take());
     let outcome = if forced {
         (None, "disconnect forced by the client".to_owned())
+    } else if let Some((code, message)) = told {
+        (Some(code), message)
     } else {
         close_code(&conn)
     };
@@ -625,16 +736,16 @@ async fn read_events(
         let first = archived.first_sequence.to_native();
         let flags = archived.flags;
         let n = archived.events.len() as u64;
+        // `last` moves only when the batch is handed over (below): this task can be
+        // aborted at any await (a disconnect), and a batch it read but never delivered must
+        // be asked for again by the resume, not skipped.
         let (gap, skip) = {
-            let Ok(mut last) = shared.last.lock() else {
+            let Ok(last) = shared.last.lock() else {
                 return;
             };
             let prev = last.get(&channel).copied();
             let gap = prev.filter(|p| first > p + 1).map(|p| p + 1);
             let skip = prev.map_or(0, |p| (p + 1).saturating_sub(first)).min(n);
-            if n > skip {
-                last.insert(channel, first + n - 1);
-            }
             (gap, skip)
         };
         if skip > 0 {
@@ -668,10 +779,6 @@ async fn read_events(
                 Err(_) => return,
             }
         }
-        shared
-            .stats
-            .events
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
         let batch = Batch {
             channel,
             first_sequence: first + skip,
@@ -679,8 +786,20 @@ async fn read_events(
             events,
             arrival_ns,
         };
-        if tx.send(Delivery::Batch(batch)).await.is_err() {
+        // Reserve first (an abort while waiting loses nothing), then record the sequence
+        // and hand the batch over with no await between: both happen or neither.
+        let Ok(permit) = tx.reserve().await else {
             return;
-        }
+        };
+        let Ok(mut last) = shared.last.lock() else {
+            return;
+        };
+        last.insert(channel, first + n - 1);
+        drop(last);
+        shared
+            .stats
+            .events
+            .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+        permit.send(Delivery::Batch(batch));
     }
 }

@@ -13,6 +13,26 @@
 //! [`Closer`], subscribes on its behalf, and writes whatever arrives on the queue's
 //! receiving half to its stream.
 //!
+//! **Sequences and the journal.** Without a journal every channel counts from 1 when the
+//! agent starts, and a resume is served from the retained window only. With
+//! [`FanoutConfig::journal`] (the journal the service's recorder writes the market-data
+//! ring into, which must be the agent's first source), a **market-data channel's
+//! sequence is defined by the journal**: the event's rank among the journal's market-data
+//! events of its instrument (its 1st quote/trade/book delta/status is sequence 1, and so
+//! on, over every run the journal holds). At creation the agent scans the journal once
+//! (memory-mapped, sequential), counts each instrument's events, and keeps a sparse index:
+//! the journal sequence of every 1024th channel sequence (8 bytes per 1024 events). Live,
+//! ring sequence `r` of the first source is journal sequence `end + r`, `end` being the
+//! journal's end at creation, so the index grows as events pass. A resume older than the
+//! window reads the journal from the index mark at or before the wanted sequence (O(1)
+//! seek by journal sequence, then at most 1024 of the channel's events skipped), up to
+//! the window, then the window, then live: no gap, no duplicate. A journal snapshot is
+//! reopened when a resume needs records appended since (the recorder flushes each batch
+//! to the page cache). Too old for both (the journal does not reach back, or lags behind
+//! the window, or more than [`FanoutConfig::max_journal_replay`] events) is
+//! `RESUME_TOO_OLD`. Notifications and execution reports are not journaled: they count
+//! from 1 per run and resume from the window only.
+//!
 //! ```
 //! use tickwire_engine::agent::Agent;
 //! use tickwire_engine::event::{Event, Quote};
@@ -31,6 +51,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -41,6 +62,7 @@ use tokio::sync::{mpsc, oneshot};
 use tickwire_engine::agent::{Agent, AgentContext, AgentError};
 use tickwire_engine::event::{Event, EventKind};
 use tickwire_engine::instrument::InstrumentRegistry;
+use tickwire_engine::journal::{JournalError, JournalReader, OpenOptions, Verify};
 use tickwire_engine::ring::Subscriber;
 
 use crate::protocol::{
@@ -70,6 +92,20 @@ pub struct FanoutConfig {
     pub replay_frame_events: usize,
     /// Symbols of market-data instruments, for patterns; ids in decimal otherwise.
     pub instruments: InstrumentRegistry,
+    /// The journal the service records the market-data ring into (default: none, so a
+    /// resume older than the window is refused). When set, the **first source ring must be
+    /// that market-data ring**, recorded from its first event on at the journal's end as
+    /// it is when the agent is created (the service's `RecorderAgent` on the same ring);
+    /// market-data sequences are then defined by the journal (see the module docs), so
+    /// they continue across restarts, and a resume older than the window is served from
+    /// the journal. The service keeps it in `tickwire-data/journal/`.
+    pub journal: Option<PathBuf>,
+    /// The most events one resume may read from the journal (default 1 048 576: 64 MiB of
+    /// events, 128 replay frames, well inside the default 1024-frame queue); a resume
+    /// further behind is refused with `RESUME_TOO_OLD`. The journal is read on the
+    /// publisher's thread, between ring batches, so this also bounds how long one resume
+    /// holds up live delivery (memory-mapped reads, plus page faults when cold).
+    pub max_journal_replay: usize,
 }
 
 impl Default for FanoutConfig {
@@ -79,6 +115,8 @@ impl Default for FanoutConfig {
             retain_per_channel: 16_384,
             replay_frame_events: 8192,
             instruments: InstrumentRegistry::default(),
+            journal: None,
+            max_journal_replay: 1 << 20,
         }
     }
 }
@@ -96,6 +134,8 @@ pub struct FanoutStats {
     pub conflated: AtomicU64,
     /// Connections closed for falling behind.
     pub slow_disconnects: AtomicU64,
+    /// Events replayed from the journal (resumes older than the window).
+    pub journal_replayed: AtomicU64,
 }
 
 /// Why a subscription was refused: a code for the `Error` frame and a message.
@@ -209,6 +249,199 @@ struct Channel {
     /// This do_work's events for subscribers, encoded once at the end of the batch.
     batch: EventBatch,
     subscribers: Vec<ConnId>,
+    /// With a journal, market data only: `marks[i]` is the journal sequence of this
+    /// channel's sequence `i * MARK_EVERY + 1`.
+    marks: Vec<u64>,
+}
+
+/// Channel sequences between two journal marks (see [`Channel::marks`]): a journal
+/// resume scans at most this many of the channel's events past the one it wants, and the
+/// index costs 8 bytes per this many events.
+const MARK_EVERY: u64 = 1024;
+
+/// The journal side of market-data resume (see the module docs).
+struct JournalIndex {
+    dir: PathBuf,
+    /// A snapshot of the journal, reopened when a resume needs records appended since.
+    reader: Option<JournalReader>,
+    /// Journal sequence of the first source ring's sequence 0.
+    base: u64,
+}
+
+impl JournalIndex {
+    /// Opens the journal at `dir` (a missing or empty one is an empty journal), counts
+    /// every market-data channel's events in it and marks every [`MARK_EVERY`]th.
+    fn open(
+        dir: &Path,
+        config: &FanoutConfig,
+    ) -> Result<(Self, HashMap<ChannelId, Channel>), FanoutError> {
+        let reader = match JournalReader::open(dir) {
+            Ok(r) => Some(r),
+            Err(JournalError::NoSegments { .. }) => None,
+            Err(JournalError::Io { ref source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(source) => {
+                return Err(FanoutError::Journal {
+                    dir: dir.to_owned(),
+                    source,
+                });
+            }
+        };
+        let mut channels: HashMap<ChannelId, Channel> = HashMap::new();
+        let base = reader.as_ref().map_or(0, JournalReader::end_sequence);
+        if let Some(r) = &reader {
+            for (seq, event) in (r.first_sequence()..).zip(r.iter()) {
+                let id = ChannelKind::of_event(event).filter(|c| c.kind == ChannelKind::MarketData);
+                if let Some(id) = id {
+                    let ch = channels
+                        .entry(id)
+                        .or_insert_with(|| Channel::new(id, config));
+                    if ch.last % MARK_EVERY == 0 {
+                        ch.marks.push(seq);
+                    }
+                    ch.last += 1;
+                }
+            }
+        }
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                reader,
+                base,
+            },
+            channels,
+        ))
+    }
+
+    fn reopen(&mut self) -> Result<&JournalReader, Refusal> {
+        let options = OpenOptions {
+            verify: Verify::LastSegment,
+            truncate_torn_tail: false,
+        };
+        let reader = JournalReader::open_with(&self.dir, options).map_err(|e| {
+            (
+                ErrorCode::Internal,
+                format!("reading the journal {}: {e}", self.dir.display()),
+            )
+        })?;
+        Ok(self.reader.insert(reader))
+    }
+
+    /// Appends channel `id`'s events with sequences `from..to` to `out`, from the journal.
+    fn collect(
+        &mut self,
+        id: ChannelId,
+        marks: &[u64],
+        from: u64,
+        to: u64,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Refusal> {
+        let index = ((from - 1) / MARK_EVERY) as usize;
+        let Some(&start) = marks.get(index) else {
+            return Err((
+                ErrorCode::ResumeTooOld,
+                format!(
+                    "channel {} has no journal record of sequence {from}",
+                    id.key
+                ),
+            ));
+        };
+        let mut sequence = index as u64 * MARK_EVERY + 1;
+        let mut at = start;
+        let mut reopened = false;
+        while sequence < to {
+            let covered = self.reader.as_ref().is_some_and(|r| at < r.end_sequence());
+            if !covered {
+                if reopened {
+                    let end = self.reader.as_ref().map_or(0, JournalReader::end_sequence);
+                    return Err((
+                        ErrorCode::ResumeTooOld,
+                        format!(
+                            "the journal {} ends at {end}, before sequence {sequence} of channel {}",
+                            self.dir.display(),
+                            id.key
+                        ),
+                    ));
+                }
+                self.reopen()?;
+                reopened = true;
+                continue;
+            }
+            let Some(reader) = self.reader.as_ref() else {
+                continue;
+            };
+            if at < reader.first_sequence() {
+                return Err((
+                    ErrorCode::ResumeTooOld,
+                    format!(
+                        "the journal {} starts at {}, after sequence {sequence} of channel {}",
+                        self.dir.display(),
+                        reader.first_sequence(),
+                        id.key
+                    ),
+                ));
+            }
+            let run = reader.run(at);
+            if at == start && run.first().and_then(ChannelKind::of_event) != Some(id) {
+                return Err((
+                    ErrorCode::Internal,
+                    format!(
+                        "journal record {at} in {} is not sequence {sequence} of channel {}: \
+                         the journal is not the market-data ring's",
+                        self.dir.display(),
+                        id.key
+                    ),
+                ));
+            }
+            for event in run {
+                at += 1;
+                if ChannelKind::of_event(event) == Some(id) {
+                    if sequence >= from {
+                        out.push(*event);
+                    }
+                    sequence += 1;
+                    if sequence == to {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why [`PublisherAgent::try_new`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FanoutError {
+    /// The journal could not be read.
+    #[error("reading the journal {dir}: {source}")]
+    Journal {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The error.
+        source: JournalError,
+    },
+}
+
+impl Channel {
+    fn new(id: ChannelId, config: &FanoutConfig) -> Self {
+        Channel {
+            name: channel_name(config, id),
+            last: 0,
+            window: VecDeque::new(),
+            batch: EventBatch {
+                key: id.key,
+                channel: id.kind as u8,
+                ..EventBatch::default()
+            },
+            subscribers: Vec::new(),
+            marks: Vec::new(),
+        }
+    }
 }
 
 struct Subscription {
@@ -269,6 +502,7 @@ struct Core {
     touched: Vec<ChannelId>,
     config: FanoutConfig,
     stats: Arc<FanoutStats>,
+    journal: Option<JournalIndex>,
 }
 
 /// The ring consumer that publishes to subscribers (see the module docs).
@@ -291,8 +525,52 @@ impl fmt::Debug for PublisherAgent {
 
 impl PublisherAgent {
     /// An agent reading `sources` (market data, execution reports, notifications rings),
-    /// and the handle transports use to reach it.
+    /// and the handle transports use to reach it. With a [`FanoutConfig::journal`], see
+    /// [`try_new`](Self::try_new): if the journal cannot be read, this agent runs without
+    /// it (sequences from 1, resumes from the window only).
     pub fn new(sources: Vec<Subscriber<Event>>, config: FanoutConfig) -> (Self, FanoutHandle) {
+        let mut config = config;
+        let opened = match config
+            .journal
+            .as_deref()
+            .map(|dir| JournalIndex::open(dir, &config))
+        {
+            Some(Ok(opened)) => Some(opened),
+            Some(Err(e)) => {
+                eprintln!("quic publisher: {e}; resumes are served from the window only");
+                config.journal = None;
+                None
+            }
+            None => None,
+        };
+        Self::build(sources, config, opened)
+    }
+
+    /// As [`new`](Self::new), reading the journal of [`FanoutConfig::journal`] (if any)
+    /// first: market-data channels start at the sequences it defines. Must be called before
+    /// the first event is published to the market-data ring (its recorder may have opened
+    /// the journal already, but not appended to it).
+    pub fn try_new(
+        sources: Vec<Subscriber<Event>>,
+        config: FanoutConfig,
+    ) -> Result<(Self, FanoutHandle), FanoutError> {
+        let opened = config
+            .journal
+            .as_deref()
+            .map(|dir| JournalIndex::open(dir, &config))
+            .transpose()?;
+        Ok(Self::build(sources, config, opened))
+    }
+
+    fn build(
+        sources: Vec<Subscriber<Event>>,
+        config: FanoutConfig,
+        opened: Option<(JournalIndex, HashMap<ChannelId, Channel>)>,
+    ) -> (Self, FanoutHandle) {
+        let (journal, channels) = match opened {
+            Some((index, channels)) => (Some(index), channels),
+            None => (None, HashMap::new()),
+        };
         let (tx, rx) = crossbeam_channel::unbounded();
         let stats = Arc::new(FanoutStats::default());
         let handle = FanoutHandle {
@@ -304,11 +582,12 @@ impl PublisherAgent {
             sources,
             commands: rx,
             core: Core {
-                channels: HashMap::new(),
+                channels,
                 conns: HashMap::new(),
                 touched: Vec::new(),
                 config,
                 stats,
+                journal,
             },
         };
         (agent, handle)
@@ -339,9 +618,14 @@ impl Agent for PublisherAgent {
             work += 1;
         }
         let max = self.core.config.max_batch;
-        for source in &mut self.sources {
+        for (i, source) in self.sources.iter_mut().enumerate() {
             let core = &mut self.core;
-            work += source.poll_up_to(max, |event, _, _| core.ingest(event));
+            // The journal records the first source ring: ring sequence r is journal
+            // sequence base + r.
+            let base = core.journal.as_ref().filter(|_| i == 0).map(|j| j.base);
+            work += source.poll_up_to(max, |event, seq, _| {
+                core.ingest(event, base.map(|b| b + seq));
+            });
         }
         self.core.flush_batches();
         work += self.core.flush_pending();
@@ -350,6 +634,15 @@ impl Agent for PublisherAgent {
 
     fn is_done(&self) -> bool {
         self.sources.iter().all(|s| s.is_finished())
+    }
+
+    fn on_close(&mut self) -> Result<(), AgentError> {
+        // The stream ended: what was pending goes out, then every connection's queue is
+        // dropped, so its writer finishes the event stream after the last frame.
+        self.core.flush_batches();
+        self.core.flush_pending();
+        self.core.conns.clear();
+        Ok(())
     }
 }
 
@@ -364,7 +657,9 @@ fn channel_name(config: &FanoutConfig, id: ChannelId) -> String {
 }
 
 impl Core {
-    fn ingest(&mut self, event: &Event) {
+    /// Sequences `event` on its channel; `journal_seq` is its journal sequence when it
+    /// comes from the journaled market-data ring.
+    fn ingest(&mut self, event: &Event, journal_seq: Option<u64>) {
         let Some(id) = ChannelKind::of_event(event) else {
             return;
         };
@@ -386,19 +681,17 @@ impl Core {
                         subscribers.push(*conn_id);
                     }
                 }
-                self.channels.entry(id).or_insert(Channel {
-                    name,
-                    last: 0,
-                    window: VecDeque::new(),
-                    batch: EventBatch {
-                        key: id.key,
-                        channel: id.kind as u8,
-                        ..EventBatch::default()
-                    },
-                    subscribers,
-                })
+                let mut ch = Channel::new(id, &self.config);
+                ch.name = name;
+                ch.subscribers = subscribers;
+                self.channels.entry(id).or_insert(ch)
             }
         };
+        if let Some(at) = journal_seq.filter(|_| id.kind == ChannelKind::MarketData) {
+            if ch.last % MARK_EVERY == 0 {
+                ch.marks.push(at);
+            }
+        }
         ch.last += 1;
         if ch.window.len() == self.config.retain_per_channel {
             ch.window.pop_front();
@@ -561,13 +854,37 @@ impl Core {
                 ));
             }
             let first_retained = ch.last - ch.window.len() as u64 + 1;
+            // Older than the window: from the journal up to the window (market data only).
+            let mut from_journal = Vec::new();
             if last + 1 < first_retained {
-                return Err((
-                    ErrorCode::ResumeTooOld,
-                    format!("channel {key} retains from {first_retained}; asked after {last}"),
-                ));
+                let journal = self
+                    .journal
+                    .as_mut()
+                    .filter(|_| id.kind == ChannelKind::MarketData);
+                let Some(journal) = journal else {
+                    return Err((
+                        ErrorCode::ResumeTooOld,
+                        format!("channel {key} retains from {first_retained}; asked after {last}"),
+                    ));
+                };
+                let wanted = first_retained - (last + 1);
+                if wanted > self.config.max_journal_replay as u64 {
+                    return Err((
+                        ErrorCode::ResumeTooOld,
+                        format!(
+                            "channel {key} is at {}; asked after {last}: {wanted} events from the \
+                             journal, over the limit of {}",
+                            ch.last, self.config.max_journal_replay
+                        ),
+                    ));
+                }
+                from_journal.reserve(wanted as usize);
+                journal.collect(id, &ch.marks, last + 1, first_retained, &mut from_journal)?;
+                self.stats
+                    .journal_replayed
+                    .fetch_add(from_journal.len() as u64, Ordering::Relaxed);
             }
-            replays.push((id, last));
+            replays.push((id, last, from_journal));
         }
         // Join every matching channel, present ones now, future ones in `ingest`.
         conn.subs.insert(request.id, sub);
@@ -592,19 +909,19 @@ impl Core {
             }
         }
         // Replay, ahead of any live frame (commands run between batches).
-        for (id, last) in replays {
+        for (id, last, mut events) in replays {
             let Some(ch) = self.channels.get(&id) else {
                 continue;
             };
             let first_retained = ch.last - ch.window.len() as u64 + 1;
-            let skip = (last + 1 - first_retained) as usize;
-            let events: Vec<Event> = ch.window.iter().skip(skip).copied().collect();
+            let skip = (last + 1).saturating_sub(first_retained) as usize;
+            events.extend(ch.window.iter().skip(skip).copied());
             for (i, chunk) in events
                 .chunks(self.config.replay_frame_events.max(1))
                 .enumerate()
             {
                 let frame = encode_event_frame(&EventBatch {
-                    first_sequence: last + 1 + (i * self.config.replay_frame_events) as u64,
+                    first_sequence: last + 1 + (i * self.config.replay_frame_events.max(1)) as u64,
                     key: id.key,
                     channel: id.kind as u8,
                     flags: batch_flags::REPLAY,

@@ -161,6 +161,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// PEM certificate chain and key files, instead of the self-signed certificate.
     pub cert_files: Option<(PathBuf, PathBuf)>,
+    /// Mutual TLS [none]: a PEM file of CA certificates; when set, every client must
+    /// present a certificate chain signed by one of them (rustls `WebPkiClientVerifier`),
+    /// or the handshake fails, before any token is read.
+    pub client_ca: Option<PathBuf>,
     /// Accepted tokens.
     pub tokens: Vec<TokenEntry>,
     /// Limits.
@@ -181,6 +185,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 4433)),
             data_dir: PathBuf::from("quic-data"),
             cert_files: None,
+            client_ca: None,
             tokens: Vec::new(),
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(10),
@@ -189,6 +194,65 @@ impl Default for ServerConfig {
             heartbeat: Duration::from_secs(1),
         }
     }
+}
+
+/// Bytes of randomness in a generated token (printed as 64 hex digits).
+const TOKEN_BYTES: usize = 32;
+
+/// The token in `path` (its first line, trimmed), or, if the file does not exist, a new
+/// random one (32 bytes from the OS, via `ring`, as 64 hex digits) written there with mode
+/// 0600 on Unix (directories created as needed). The service creates its default token this
+/// way at first start (`tickwire-data/quic/token`) and `tickwire subscribe` reads it from
+/// the same place. An empty file is an error, not an empty token.
+pub fn load_or_create_token(path: &Path) -> Result<String, ServerError> {
+    let io = |source| ServerError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.lines().next().unwrap_or("").trim();
+            if token.is_empty() {
+                return Err(ServerError::Io {
+                    path: path.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the token file is empty",
+                    ),
+                });
+            }
+            return Ok(token.to_owned());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut secret = [0u8; TOKEN_BYTES];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut secret)
+        .map_err(|_| {
+            io(std::io::Error::other(
+                "the system random number generator failed",
+            ))
+        })?;
+    let token: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(token)
 }
 
 /// The certificate and key the server presents.
@@ -253,6 +317,33 @@ fn load_or_create_certificate(
     ))
 }
 
+/// The verifier for mutual TLS: client chains must lead to a CA of the PEM file `path`.
+fn client_verifier(
+    path: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = |reason: String| ServerError::Pem {
+        path: path.to_owned(),
+        reason,
+    };
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| pem(e.to_string()))?;
+    if cas.is_empty() {
+        return Err(pem("no CA certificate".to_owned()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| pem(format!("CA certificate: {e}")))?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| pem(format!("client verifier: {e}")))
+}
+
 /// The transport settings, tuned for a stream of small frames to many subscribers:
 ///
 /// * one bidirectional stream per client (control), none unidirectional;
@@ -281,6 +372,8 @@ struct Context {
     config: ServerConfig,
     fanout: FanoutHandle,
     active: AtomicUsize,
+    /// Event streams still being written (see [`Server::shutdown_gracefully`]).
+    writing: Arc<AtomicUsize>,
     next_id: AtomicU64,
 }
 
@@ -306,10 +399,16 @@ impl Server {
     pub fn start(config: ServerConfig, fanout: FanoutHandle) -> Result<Self, ServerError> {
         let (certificate, chain, key) = load_or_create_certificate(&config)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let builder = match &config.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => {
+                let verifier = client_verifier(path, provider)?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut tls = builder.with_single_cert(chain, key)?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic_tls = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| ServerError::Tls(rustls::Error::General(e.to_string())))?;
@@ -325,6 +424,7 @@ impl Server {
             config,
             fanout,
             active: AtomicUsize::new(0),
+            writing: Arc::new(AtomicUsize::new(0)),
             next_id: AtomicU64::new(1),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&context)));
@@ -351,6 +451,29 @@ impl Server {
     /// Connections open now.
     pub fn connections(&self) -> usize {
         self.context.active.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, lets every event stream finish once the [`PublisherAgent`] has
+    /// ended (its rings drained, so it dropped every connection's queue) and the peer has
+    /// acknowledged the last byte, then closes every connection with `NO_ERROR` and
+    /// `reason`. Gives up waiting after `timeout` (a subscriber that stopped reading) and
+    /// closes anyway.
+    ///
+    /// [`PublisherAgent`]: crate::fanout::PublisherAgent
+    pub async fn shutdown_gracefully(&self, reason: &str, timeout: Duration) {
+        self.accept.abort();
+        let deadline = Instant::now() + timeout;
+        while self.context.writing.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.endpoint
+            .close(ErrorCode::NoError.var_int(), reason.as_bytes());
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(
+            left.max(Duration::from_millis(100)),
+            self.endpoint.wait_idle(),
+        )
+        .await;
     }
 
     /// Closes every connection with `INTERNAL` ("shutdown") and stops accepting.
@@ -382,12 +505,45 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-struct QuicCloser(quinn::Connection);
+/// The fan-out's way to close a connection: it hands the code and reason to the
+/// connection's task (never blocking), which closes it as [`close_politely`] says.
+struct QuicCloser(mpsc::UnboundedSender<(ErrorCode, String)>);
 
 impl Closer for QuicCloser {
     fn close(&self, code: ErrorCode, reason: &str) {
-        self.0.close(code.var_int(), reason.as_bytes());
+        // Fails only when the connection's task has ended: the connection is closing anyway.
+        let _ = self.0.send((code, reason.to_owned()));
     }
+}
+
+/// How long a connection closed by the server for falling behind waits for the client to
+/// read its `Error` frame and close, before the server closes it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Closes for the fan-out (`SLOW_CONSUMER`, `UNDELIVERABLE`) so that the client learns the
+/// code even when the network drops packets: a QUIC `CONNECTION_CLOSE` is sent once and
+/// not retransmitted, and if it is lost the client later meets only a stateless reset
+/// ("reset by peer", no code). So the server first sends `Error{code, 0}` on the control
+/// stream (reliable, and scheduled ahead of the event stream, see `session`), waits up to
+/// [`CLOSE_GRACE`] for the client to close, then closes with the code itself.
+async fn close_politely(
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    code: ErrorCode,
+    reason: String,
+) -> Fatal {
+    let error = Control::Error {
+        code,
+        id: 0,
+        message: reason.clone(),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if send.write_all(&error.to_frame()).await.is_ok() {
+            conn.closed().await;
+        }
+    })
+    .await;
+    (code, reason)
 }
 
 async fn connection(incoming: quinn::Incoming, context: Arc<Context>) {
@@ -528,12 +684,23 @@ async fn session(conn: &quinn::Connection, id: ConnId, context: &Context) -> Res
     let Ok(events) = conn.open_uni().await else {
         return Ok(());
     };
+    // Control frames (an `Error` before a close above all) go ahead of queued events.
+    let _ = send.set_priority(1);
     let (queue, frames) = mpsc::channel(limits.queue_frames.max(1));
+    let (closer, mut closing) = mpsc::unbounded_channel();
     context
         .fanout
-        .attach(id, queue, Arc::new(QuicCloser(conn.clone())));
-    let writer = tokio::spawn(write_events(events, frames));
-    let result = control_loop(&mut send, &mut recv, id, entry, context).await;
+        .attach(id, queue, Arc::new(QuicCloser(closer)));
+    context.writing.fetch_add(1, Ordering::Relaxed);
+    let writer = tokio::spawn(write_events(events, frames, Arc::clone(&context.writing)));
+    let result = tokio::select! {
+        biased;
+        Some((code, reason)) = closing.recv() => {
+            writer.abort();
+            Err(close_politely(conn, &mut send, code, reason).await)
+        }
+        result = control_loop(&mut send, &mut recv, id, entry, context) => result,
+    };
     writer.abort();
     result
 }
@@ -613,11 +780,11 @@ async fn control_loop(
                     .await?;
                     continue;
                 }
-                match context
+                let answer = context
                     .fanout
                     .subscribe(conn_id, request, entitled, resume)
-                    .await
-                {
+                    .await;
+                match answer {
                     Ok(()) => {
                         subscriptions.insert(sub_id, ());
                         send_control(send, &Control::Subscribed { id: sub_id }).await?;
@@ -684,7 +851,14 @@ async fn control_loop(
 }
 
 /// Drains the connection's queue into its event stream, many frames per write, no copy.
-async fn write_events(mut events: quinn::SendStream, mut frames: mpsc::Receiver<Bytes>) {
+/// Writes what the publisher queues until it drops the queue (it ended), then finishes the
+/// stream and waits until the peer has acknowledged every byte of it (or stopped it).
+async fn write_events(
+    mut events: quinn::SendStream,
+    mut frames: mpsc::Receiver<Bytes>,
+    writing: Arc<AtomicUsize>,
+) {
+    let _guard = ActiveGuard(&writing);
     let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
     while frames.recv_many(&mut chunks, 64).await > 0 {
         if events.write_all_chunks(&mut chunks).await.is_err() {
@@ -692,5 +866,36 @@ async fn write_events(mut events: quinn::SendStream, mut frames: mpsc::Receiver<
         }
         chunks.clear();
     }
-    let _ = events.finish();
+    if events.finish().is_ok() {
+        let _ = events.stopped().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_created_once_private_then_read_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("quic").join("token");
+        let token = load_or_create_token(&path).expect("created");
+        assert_eq!(token.len(), 2 * TOKEN_BYTES);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        }
+        assert_eq!(load_or_create_token(&path).expect("read"), token);
+        let other = dir.path().join("other");
+        assert_ne!(load_or_create_token(&other).expect("created"), token);
+        std::fs::write(&path, "\n").expect("written");
+        let err = load_or_create_token(&path).expect_err("empty");
+        assert!(err.to_string().contains("token"), "{err}");
+    }
 }

@@ -128,6 +128,8 @@ pub struct RingBuilder<T> {
     /// Each subscriber's sequence, its wake list, and whether another subscriber depends
     /// on it.
     subscribers: Vec<(Arc<Sequence>, Arc<WakeList>, bool)>,
+    /// Each subscriber's name, in the order of `subscribers` (for [`RingMonitor`]).
+    names: Vec<Box<str>>,
 }
 
 impl<T> fmt::Debug for RingBuilder<T> {
@@ -166,6 +168,7 @@ impl<T> RingBuilder<T> {
                 wake: Arc::new(WakeList::default()),
             }),
             subscribers: Vec::new(),
+            names: Vec::new(),
         })
     }
 
@@ -213,6 +216,7 @@ impl<T> RingBuilder<T> {
         let wake = Arc::new(WakeList::default());
         self.subscribers
             .push((Arc::clone(&sequence), Arc::clone(&wake), false));
+        self.names.push(name.into());
         Subscriber {
             shared: Arc::clone(&self.shared),
             sequence,
@@ -222,6 +226,22 @@ impl<T> RingBuilder<T> {
             next: 0,
             name: name.into(),
             _not_sync: PhantomData,
+        }
+    }
+
+    /// A read-only view of the ring for metrics: the writer's cursor and the sequence of
+    /// every subscriber added so far. Take it after the last subscriber, before
+    /// [`build`](Self::build).
+    pub fn monitor(&self, name: &str) -> RingMonitor<T> {
+        RingMonitor {
+            name: name.into(),
+            shared: Arc::clone(&self.shared),
+            subscribers: self
+                .names
+                .iter()
+                .zip(&self.subscribers)
+                .map(|(name, (sequence, _, _))| (name.clone(), Arc::clone(sequence)))
+                .collect(),
         }
     }
 
@@ -558,6 +578,56 @@ impl<T> Claim<'_, T> {
             let end = self.start + count as u64;
             self.publisher.commit_to(end);
         }
+    }
+}
+
+/// A read-only view of one ring from any thread (metrics, status lines): how far the writer
+/// and each subscriber are. Every read is a Relaxed load of a counter the ring keeps anyway;
+/// watching a ring costs it nothing.
+#[derive(Clone)]
+pub struct RingMonitor<T> {
+    name: Box<str>,
+    shared: Arc<Shared<T>>,
+    subscribers: Box<[(Box<str>, Arc<Sequence>)]>,
+}
+
+impl<T> fmt::Debug for RingMonitor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingMonitor")
+            .field("name", &self.name)
+            .field("published", &self.published())
+            .field("subscribers", &self.subscribers.len())
+            .finish()
+    }
+}
+
+impl<T> RingMonitor<T> {
+    /// The ring's name, as given to [`RingBuilder::monitor`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.shared.slots.len()
+    }
+
+    /// Count of events published so far.
+    pub fn published(&self) -> u64 {
+        self.shared.cursor.load(Ordering::Relaxed)
+    }
+
+    /// Each subscriber's name and lag (events published that it has not finished), read
+    /// now. The cursor is read first, so a lag is never negative and never overstated by
+    /// more than what was published while reading.
+    pub fn lags(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        let published = self.published();
+        self.subscribers.iter().map(move |(name, sequence)| {
+            (
+                &**name,
+                published.saturating_sub(sequence.load(Ordering::Relaxed)),
+            )
+        })
     }
 }
 

@@ -258,3 +258,20 @@ fn a_parked_downstream_subscriber_wakes_on_upstream_progress_not_its_timeout() {
         .join_timeout(Duration::from_secs(20))
         .expect("pipeline drains");
 }
+
+#[test]
+fn a_monitor_sees_the_cursor_and_each_subscribers_lag() {
+    let mut ring = RingBuilder::<u64>::new(8).expect("power of two");
+    let mut fast = ring.subscriber("fast");
+    let _slow = ring.subscriber_after("slow", &[&fast]);
+    let monitor = ring.monitor("md");
+    let mut publisher = ring.build().expect("has subscribers");
+    for i in 0..5 {
+        publisher.publish(|slot| *slot = i).expect("room");
+    }
+    assert_eq!(fast.poll_up_to(3, |_, _, _| {}), 3);
+    assert_eq!(monitor.name(), "md");
+    assert_eq!(monitor.published(), 5);
+    let lags: Vec<_> = monitor.lags().collect();
+    assert_eq!(lags, vec![("fast", 2), ("slow", 5)]);
+}

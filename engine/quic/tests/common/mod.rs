@@ -10,6 +10,7 @@ use tickwire_engine::clock::wall_ns;
 use tickwire_engine::event::{Event, Quote, Trade};
 use tickwire_engine::idle::IdleStrategy;
 use tickwire_engine::instrument::InstrumentRegistry;
+use tickwire_engine::journal::{FsyncPolicy, JournalConfig, JournalWriter, RecorderAgent};
 use tickwire_engine::ring::{Publisher, RingBuilder};
 use tickwire_quic::client::{Client, ClientConfig, Delivery};
 use tickwire_quic::fanout::{FanoutConfig, FanoutHandle, PublisherAgent};
@@ -31,23 +32,47 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A harness; with `fanout.journal` set, a `RecorderAgent` on its own thread records
+    /// the market-data ring into that journal, as the service does.
     pub fn start(limits: Limits, fanout: FanoutConfig) -> Self {
+        Self::start_with(limits, fanout, |_| {})
+    }
+
+    /// As [`start`](Self::start), with `tweak` applied to the server's configuration.
+    pub fn start_with(
+        limits: Limits,
+        fanout: FanoutConfig,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         let mut ring = RingBuilder::<Event>::new(1 << 16).expect("power of two");
         let source = ring.subscriber("quic-publisher");
+        let recorder = fanout.journal.as_ref().map(|_| ring.subscriber("recorder"));
         let md = ring.build().expect("has a subscriber");
+        let writer = fanout.journal.as_ref().map(|dir| {
+            let config = JournalConfig {
+                fsync: FsyncPolicy::Never,
+                ..JournalConfig::default()
+            };
+            JournalWriter::open(dir, config).expect("journal opens")
+        });
         let mut fanout = fanout;
         fanout.instruments = InstrumentRegistry::from_symbols(SYMBOLS);
-        let (agent, handle) = PublisherAgent::new(vec![source], fanout);
-        let pipeline = Layout::new()
-            .thread(
-                ThreadSpec::new("publisher")
+        let (agent, handle) = PublisherAgent::try_new(vec![source], fanout).expect("journal read");
+        let mut layout = Layout::new().thread(
+            ThreadSpec::new("publisher")
+                .idle(IdleStrategy::BACKOFF)
+                .agent(agent),
+        );
+        if let (Some(sub), Some(writer)) = (recorder, writer) {
+            layout = layout.thread(
+                ThreadSpec::new("recorder")
                     .idle(IdleStrategy::BACKOFF)
-                    .agent(agent),
-            )
-            .spawn()
-            .expect("layout");
+                    .agent(RecorderAgent::new(sub, writer)),
+            );
+        }
+        let pipeline = layout.spawn().expect("layout");
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             bind: "127.0.0.1:0".parse().expect("address"),
             data_dir: dir.path().join("quic"),
             tokens: vec![
@@ -68,6 +93,7 @@ impl Harness {
             limits,
             ..ServerConfig::default()
         };
+        tweak(&mut config);
         let server = Server::start(config, handle.clone()).expect("server starts");
         let cert = server.certificate_der().to_vec();
         Self {
@@ -99,6 +125,29 @@ impl Harness {
             .publish(|slot| *slot = event)
             .expect("ring not halted");
         event
+    }
+
+    /// Waits (bounded) until the publisher agent has sequenced `n` events in all: the
+    /// ring hands them over asynchronously.
+    pub async fn wait_sequenced(&self, n: u64) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self
+            .fanout
+            .stats()
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < n
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the publisher sequenced only {} of {n} events in {WAIT:?}",
+                self.fanout
+                    .stats()
+                    .events
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     pub fn stop(&mut self) {

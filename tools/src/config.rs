@@ -1,0 +1,653 @@
+//! The service's configuration: one TOML file whose every key has a documented default
+//! (`tickwire run --print-config` prints the effective configuration), checked whole
+//! before anything starts.
+//!
+//! Sections: `data_dir`, `[feed]`, `[pipeline]` (rings, cores, idle), `[risk]`,
+//! `[strategies.<name>]`, `[[alerts]]` (the same tables as `tickwire replay --config`),
+//! `[journal]`, `[quic]` (with `[[quic.tokens]]`), `[metrics]`, `[status]` and `[io]`.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tickwire_engine::agent::available_cores;
+use tickwire_engine::idle::IdleStrategy;
+use tickwire_strategies::TradingConfig;
+use tickwire_strategies::notify::{AlertRuleConfig, RuleConfig};
+use tickwire_strategies::pipeline::PipelineConfig;
+use tickwire_strategies::risk::RiskConfig;
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Directory for the journal, the QUIC certificate and the default token.
+    /// Default `tickwire-data` (relative to the working directory).
+    pub data_dir: PathBuf,
+    /// The market-data source.
+    pub feed: FeedConfig,
+    /// Rings, cores, idle strategy of the trading thread (see `tickwire replay --help`).
+    pub pipeline: PipelineConfig,
+    /// Pre-trade risk limits.
+    pub risk: RiskConfig,
+    /// Strategy instances by name: `kind` plus the kind's parameters.
+    pub strategies: BTreeMap<String, toml::Table>,
+    /// Alert rules (`[[alerts]]`).
+    pub alerts: Vec<AlertRuleConfig>,
+    /// The journal of the market-data ring.
+    pub journal: JournalSection,
+    /// The QUIC publisher.
+    pub quic: QuicSection,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsSection,
+    /// The status line.
+    pub status: StatusSection,
+    /// The I/O thread (journal recorder, QUIC publisher, counters).
+    pub io: IoSection,
+}
+
+/// `[feed]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedConfig {
+    /// `synthetic` (the live generator, default), or a recorded file or journal to replay
+    /// at `[pipeline] pace` (a Binance `.gz`, a DBN file, an ITCH file, a journal
+    /// directory).
+    pub input: String,
+    /// Synthetic only: events per second (0 = as fast as the ring takes them). Default
+    /// 100 000.
+    pub rate: u64,
+    /// Synthetic only: number of instruments (`SYN000`, `SYN001`, ...). Default 8.
+    pub instruments: u32,
+    /// Synthetic only: seed of the generator. Default 42.
+    pub seed: u64,
+    /// Synthetic only: fraction of events that are trades. Default 0.2.
+    pub trade_ratio: f64,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            input: "synthetic".into(),
+            rate: 100_000,
+            instruments: 8,
+            seed: 42,
+            trade_ratio: 0.2,
+        }
+    }
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalSection {
+    /// Record the market-data ring. Default true.
+    pub enabled: bool,
+    /// The journal directory. Default `<data_dir>/journal`. A journal already there is
+    /// appended to (sequences continue).
+    pub dir: Option<PathBuf>,
+    /// When to fsync: `never`, `batch` (every ring batch) or a period in ms. Default 1000.
+    pub fsync: FsyncSetting,
+    /// Segment size, MiB. Default 256.
+    pub segment_mib: u64,
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            fsync: FsyncSetting::Millis(1000),
+            segment_mib: 256,
+        }
+    }
+}
+
+/// `fsync = "never" | "batch" | <ms>`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FsyncSetting {
+    /// Fsync when at least this many ms passed since the last one.
+    Millis(u64),
+    /// `never` or `batch`.
+    Word(FsyncWord),
+}
+
+/// The named fsync policies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncWord {
+    /// Never fsync (the OS writes back when it likes).
+    Never,
+    /// Fsync at the end of every ring batch.
+    Batch,
+}
+
+/// `[quic]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicSection {
+    /// Serve subscribers over QUIC. Default true.
+    pub enabled: bool,
+    /// UDP address. Default `127.0.0.1:4433`.
+    pub bind: SocketAddr,
+    /// PEM certificate chain; with `key`, used instead of the self-signed certificate
+    /// kept in `<data_dir>/quic/`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM file of the CA that signs client certificates: when set, every client must
+    /// present one (mutual TLS) as well as a token. Default absent.
+    pub client_ca: Option<PathBuf>,
+    /// The default token's file: created with a random token at first start, entitled to
+    /// every channel. Default `<data_dir>/quic/token`. Set `default_token = false` to
+    /// accept only `[[quic.tokens]]`.
+    pub token_file: Option<PathBuf>,
+    /// Accept the token in `token_file`. Default true.
+    pub default_token: bool,
+    /// More tokens, each stored as its SHA-256 (`tickwire` never needs the clear token).
+    pub tokens: Vec<TokenConfig>,
+    /// Concurrent connections. Default 1024.
+    pub max_connections: usize,
+    /// Subscriptions per connection. Default 64.
+    pub max_subscriptions: usize,
+    /// Frames queued per connection before its policy (conflate or disconnect) applies.
+    /// Default 1024.
+    pub queue_frames: usize,
+    /// Events kept in memory per channel for resume. Default 16384. Older market data is
+    /// served from the journal when `[journal]` is enabled.
+    pub retain_per_channel: usize,
+    /// Most events one resume may replay from the journal. Default 1048576.
+    pub max_journal_replay: usize,
+    /// Idle timeout, ms. Default 10000.
+    pub idle_timeout_ms: u64,
+    /// Keep-alive interval, ms. Default 2000.
+    pub keep_alive_ms: u64,
+}
+
+impl Default for QuicSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            cert: None,
+            key: None,
+            client_ca: None,
+            token_file: None,
+            default_token: true,
+            tokens: Vec::new(),
+            max_connections: 1024,
+            max_subscriptions: 64,
+            queue_frames: 1024,
+            retain_per_channel: 16_384,
+            max_journal_replay: 1 << 20,
+            idle_timeout_ms: 10_000,
+            keep_alive_ms: 2000,
+        }
+    }
+}
+
+/// One `[[quic.tokens]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (for logs).
+    pub name: String,
+    /// SHA-256 of the token, 64 hex digits (`printf %s TOKEN | sha256sum`).
+    pub sha256: String,
+    /// Market-data channels it may read: symbol patterns (`*`, `BTC*`). Default none.
+    #[serde(default)]
+    pub market_data: Vec<String>,
+    /// Execution-report channels (strategy ids, patterns). Default none.
+    #[serde(default)]
+    pub execution_reports: Vec<String>,
+    /// Notification channels (user ids, patterns). Default none.
+    #[serde(default)]
+    pub notifications: Vec<String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve Prometheus metrics at `http://<bind>/metrics`. Default true.
+    pub enabled: bool,
+    /// TCP address. Default `127.0.0.1:9464`.
+    pub bind: SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[status]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusSection {
+    /// Print a status line every `interval_ms`. Default true.
+    pub enabled: bool,
+    /// Default 1000.
+    pub interval_ms: u64,
+    /// `text` (default) or `json`: one JSON object per line, for scripts.
+    pub format: StatusFormat,
+}
+
+/// How the status line is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for StatusSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 1000,
+            format: StatusFormat::Text,
+        }
+    }
+}
+
+/// `[io]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IoSection {
+    /// Core of the I/O thread (absent = unpinned). Default absent.
+    pub core: Option<usize>,
+    /// Its idle strategy. Default `backoff`.
+    pub idle: String,
+}
+
+impl Default for IoSection {
+    fn default() -> Self {
+        Self {
+            core: None,
+            idle: "backoff".into(),
+        }
+    }
+}
+
+impl Default for ServiceConfig {
+    /// The embedded default: the synthetic feed, two shipped strategies with alerts on
+    /// their fills and rejects, the journal, QUIC and metrics on loopback.
+    fn default() -> Self {
+        let mut strategies = BTreeMap::new();
+        let table = |text: &str| -> toml::Table {
+            toml::from_str(text).expect("the embedded strategy tables are valid TOML")
+        };
+        strategies.insert(
+            "mm".to_owned(),
+            table(
+                "kind = \"market_maker\"\nuser = 1\ninstrument = \"SYN000\"\nsize = 1.0\n\
+                 max_position = 4.0\nhalf_spread_bps = 1.0\n",
+            ),
+        );
+        strategies.insert(
+            "trend".to_owned(),
+            table(
+                "kind = \"ma_cross\"\nuser = 2\ninstrument = \"SYN001\"\nsize = 1.0\n\
+                 fast = 5\nslow = 20\nsample_ms = 100\n",
+            ),
+        );
+        let alerts = vec![
+            AlertRuleConfig {
+                user: 1,
+                cooldown_ms: 0,
+                rule: RuleConfig::Fills {
+                    strategy: "mm".into(),
+                },
+            },
+            AlertRuleConfig {
+                user: 1,
+                cooldown_ms: 0,
+                rule: RuleConfig::Rejects {
+                    strategy: "mm".into(),
+                },
+            },
+            AlertRuleConfig {
+                user: 2,
+                cooldown_ms: 0,
+                rule: RuleConfig::Fills {
+                    strategy: "trend".into(),
+                },
+            },
+            AlertRuleConfig {
+                user: 2,
+                cooldown_ms: 5000,
+                rule: RuleConfig::Move {
+                    instrument: "SYN001".into(),
+                    percent: 0.5,
+                    window_ms: 10_000,
+                },
+            },
+        ];
+        let cores = available_cores();
+        let pipeline = PipelineConfig {
+            // Strategies run ahead of execution, as they would against a real venue.
+            lockstep: false,
+            cores: (cores.len() >= 2).then(|| [cores[0], cores[1]]),
+            ..PipelineConfig::default()
+        };
+        Self {
+            data_dir: PathBuf::from("tickwire-data"),
+            feed: FeedConfig::default(),
+            pipeline,
+            risk: RiskConfig::default(),
+            strategies,
+            alerts,
+            journal: JournalSection::default(),
+            quic: QuicSection::default(),
+            metrics: MetricsSection::default(),
+            status: StatusSection::default(),
+            io: IoSection::default(),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Reads `path` (TOML); keys it leaves out keep their defaults, except that a file
+    /// with a `[strategies.*]` table or an `[[alerts]]` entry replaces the default
+    /// strategies and alerts whole.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("{}: invalid configuration", path.display()))
+    }
+
+    /// Parses TOML text (see [`from_file`](Self::from_file)): the file's keys are laid
+    /// over the embedded default's, table by table.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let user: toml::Table = toml::from_str(text)?;
+        let mut merged = toml::Table::try_from(Self::default())?;
+        if user.contains_key("strategies") || user.contains_key("alerts") {
+            merged.insert("strategies".into(), toml::Value::Table(toml::Table::new()));
+            merged.insert("alerts".into(), toml::Value::Array(Vec::new()));
+        }
+        overlay(&mut merged, user);
+        Ok(merged.try_into()?)
+    }
+
+    /// The effective configuration as TOML, every key included.
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// The journal directory.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.journal
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("journal"))
+    }
+
+    /// Where the self-signed certificate is kept.
+    pub fn quic_dir(&self) -> PathBuf {
+        self.data_dir.join("quic")
+    }
+
+    /// The default token's file.
+    pub fn token_file(&self) -> PathBuf {
+        self.quic
+            .token_file
+            .clone()
+            .unwrap_or_else(|| self.quic_dir().join("token"))
+    }
+
+    /// The strategy, risk and alert part, for the trading pipeline.
+    pub fn trading(&self) -> TradingConfig {
+        TradingConfig {
+            pipeline: self.pipeline.clone(),
+            risk: self.risk.clone(),
+            strategies: self.strategies.clone(),
+            alerts: self.alerts.clone(),
+        }
+    }
+
+    /// Checks everything that can be checked without starting: values, cores, files.
+    /// Ports are checked by [`check_ports`](Self::check_ports). Each error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let p = &self.pipeline;
+        for (key, size) in [
+            ("[pipeline] md_ring", p.md_ring),
+            ("[pipeline] order_ring", p.order_ring),
+            ("[pipeline] exec_ring", p.exec_ring),
+            ("[pipeline] notification_ring", p.notification_ring),
+        ] {
+            if size < 2 || !size.is_power_of_two() {
+                bail!("{key} = {size}: a ring size must be a power of two of at least 2");
+            }
+        }
+        let cores = available_cores();
+        let check_core = |key: &str, core: usize| -> Result<()> {
+            if !cores.contains(&core) {
+                bail!("{key}: core {core} does not exist; the available cores are {cores:?}");
+            }
+            Ok(())
+        };
+        if let Some([ingest, trading]) = p.cores {
+            check_core("[pipeline] cores (ingest)", ingest)?;
+            check_core("[pipeline] cores (trading)", trading)?;
+        }
+        if let Some(core) = self.io.core {
+            check_core("[io] core", core)?;
+        }
+        p.idle
+            .parse::<IdleStrategy>()
+            .map_err(|e| anyhow::anyhow!("[pipeline] idle = {:?}: {e}", p.idle))?;
+        p.ingest_idle
+            .parse::<IdleStrategy>()
+            .map_err(|e| anyhow::anyhow!("[pipeline] ingest_idle = {:?}: {e}", p.ingest_idle))?;
+        self.io
+            .idle
+            .parse::<IdleStrategy>()
+            .map_err(|e| anyhow::anyhow!("[io] idle = {:?}: {e}", self.io.idle))?;
+        if let Some(pace) = p.pace
+            && !(pace > 0.0 && pace.is_finite())
+        {
+            bail!("[pipeline] pace = {pace}: must be a positive speed factor (1.0 = recorded)");
+        }
+        if self.feed.input != "synthetic" {
+            let path = Path::new(&self.feed.input);
+            if !path.exists() {
+                bail!(
+                    "[feed] input = {:?}: no such file or directory (use \"synthetic\" for the generator)",
+                    self.feed.input
+                );
+            }
+        }
+        if self.feed.instruments == 0 {
+            bail!("[feed] instruments = 0: the synthetic feed needs at least one instrument");
+        }
+        if !(0.0..=1.0).contains(&self.feed.trade_ratio) {
+            bail!(
+                "[feed] trade_ratio = {}: must be between 0 and 1",
+                self.feed.trade_ratio
+            );
+        }
+        if self.journal.segment_mib == 0 {
+            bail!("[journal] segment_mib = 0: a segment must hold at least one block");
+        }
+        if self.status.interval_ms == 0 {
+            bail!("[status] interval_ms = 0: must be at least 1");
+        }
+        let q = &self.quic;
+        match (&q.cert, &q.key) {
+            (Some(_), None) => bail!("[quic] cert is set but key is not: give both or neither"),
+            (None, Some(_)) => bail!("[quic] key is set but cert is not: give both or neither"),
+            (Some(cert), Some(key)) => {
+                for (k, path) in [("cert", cert), ("key", key)] {
+                    if !path.is_file() {
+                        bail!("[quic] {k} = {}: no such file", path.display());
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(ca) = &q.client_ca
+            && !ca.is_file()
+        {
+            bail!("[quic] client_ca = {}: no such file", ca.display());
+        }
+        for (i, token) in q.tokens.iter().enumerate() {
+            if parse_sha256(&token.sha256).is_none() {
+                bail!(
+                    "[[quic.tokens]] #{} ({}): sha256 must be 64 hex digits",
+                    i + 1,
+                    token.name
+                );
+            }
+        }
+        if q.enabled && !q.default_token && q.tokens.is_empty() {
+            bail!("[quic] default_token = false and no [[quic.tokens]]: nobody could subscribe");
+        }
+        for (key, value) in [
+            ("[quic] max_connections", q.max_connections),
+            ("[quic] max_subscriptions", q.max_subscriptions),
+            ("[quic] queue_frames", q.queue_frames),
+        ] {
+            if value == 0 {
+                bail!("{key} = 0: must be at least 1");
+            }
+        }
+        if q.keep_alive_ms == 0 || q.keep_alive_ms >= q.idle_timeout_ms {
+            bail!(
+                "[quic] keep_alive_ms = {} must be above 0 and below idle_timeout_ms = {}",
+                q.keep_alive_ms,
+                q.idle_timeout_ms
+            );
+        }
+        if q.enabled && self.metrics.enabled && q.bind == self.metrics.bind {
+            // Different protocols (UDP, TCP) may share a port; this is allowed.
+        }
+        Ok(())
+    }
+
+    /// Binds the metrics port (returned, to serve on) and checks the QUIC port is free,
+    /// so that a port in use is an error before any thread starts.
+    pub fn check_ports(&self) -> Result<Option<TcpListener>> {
+        if self.quic.enabled {
+            // Bound and released at once: quinn binds it again a moment later.
+            UdpSocket::bind(self.quic.bind).with_context(|| {
+                format!(
+                    "[quic] bind = {}: cannot bind the UDP port (in use by another tickwire?)",
+                    self.quic.bind
+                )
+            })?;
+        }
+        if !self.metrics.enabled {
+            return Ok(None);
+        }
+        let listener = TcpListener::bind(self.metrics.bind).with_context(|| {
+            format!(
+                "[metrics] bind = {}: cannot bind the TCP port (in use by another process?)",
+                self.metrics.bind
+            )
+        })?;
+        Ok(Some(listener))
+    }
+}
+
+/// Lays `top` over `base`: tables merge key by key, anything else replaces.
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => overlay(b, t),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// 64 hex digits to 32 bytes.
+pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_round_trips_through_print_config() {
+        let config = ServiceConfig::default();
+        let text = config.to_toml().expect("serializes");
+        let back = ServiceConfig::from_toml(&text).expect("parses what it printed");
+        assert_eq!(back, config);
+        config.validate().expect("the default is valid");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_name() {
+        let err =
+            ServiceConfig::from_toml("[quic]\nbindd = \"127.0.0.1:1\"\n").expect_err("unknown key");
+        let text = format!("{err:#}");
+        assert!(text.contains("bindd"), "{text}");
+    }
+
+    #[test]
+    fn impossible_values_are_refused_naming_the_key() {
+        let cases = [
+            ("[pipeline]\nmd_ring = 1000\n", "[pipeline] md_ring = 1000"),
+            (
+                "[pipeline]\ncores = [0, 4096]\n",
+                "core 4096 does not exist",
+            ),
+            ("[io]\ncore = 999\n", "[io] core"),
+            ("[feed]\ninput = \"/no/such/file.gz\"\n", "[feed] input"),
+            (
+                "[quic]\ncert = \"/no/cert.pem\"\n",
+                "[quic] cert is set but key is not",
+            ),
+            ("[pipeline]\nidle = \"sleepy\"\n", "[pipeline] idle"),
+        ];
+        for (text, expected) in cases {
+            let config = ServiceConfig::from_toml(text).expect("parses");
+            let err = config.validate().expect_err(text);
+            assert!(
+                format!("{err:#}").contains(expected),
+                "for {text:?}: {err:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_with_strategies_replaces_the_default_ones() {
+        let config = ServiceConfig::from_toml(
+            "[strategies.only]\nkind = \"market_maker\"\ninstrument = \"SYN000\"\nsize = 1\nmax_position = 2\n",
+        )
+        .expect("parses");
+        assert_eq!(config.strategies.keys().collect::<Vec<_>>(), ["only"]);
+        assert!(config.alerts.is_empty());
+        let defaults = ServiceConfig::from_toml("").expect("empty file");
+        assert_eq!(defaults, ServiceConfig::default());
+    }
+
+    #[test]
+    fn sha256_hex_parses() {
+        let hex = "00ff".repeat(16);
+        assert_eq!(parse_sha256(&hex).map(|b| b[1]), Some(0xff));
+        assert_eq!(parse_sha256("abc"), None);
+        assert_eq!(parse_sha256(&"zz".repeat(32)), None);
+    }
+}
