@@ -1047,3 +1047,63 @@ pub fn markdown(results: &Results) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(status: &'static str, rows: Vec<Row>) -> Results {
+        Results {
+            quick: true,
+            started_unix_s: 0,
+            cores: 2,
+            load_before: String::new(),
+            load_after: String::new(),
+            scenarios: vec![ScenarioRun {
+                name: "journal".into(),
+                status,
+                detail: "why".into(),
+                seconds: 0.0,
+                rows: rows.len(),
+            }],
+            rows,
+            plots: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn check_accepts_numbers_and_skips_and_refuses_failures_and_empty_rows() {
+        let good = Row::new("journal", "write", "tickwire", "").throughput(1e6, "events/s");
+        assert!(results("ok", vec![good.clone()]).check().is_ok());
+        assert!(results("skipped", Vec::new()).check().is_ok());
+        let failed = results("failed", vec![good])
+            .check()
+            .expect_err("a failure");
+        assert!(
+            failed.to_string().contains("journal failed: why"),
+            "{failed}"
+        );
+        assert!(results("ok", Vec::new()).check().is_err(), "no rows");
+        let empty = Row::new("journal", "write", "tickwire", "x");
+        let error = results("ok", vec![empty]).check().expect_err("no numbers");
+        assert!(error.to_string().contains("no numbers"), "{error}");
+        let nan = Row::new("journal", "write", "tickwire", "x").throughput(f64::NAN, "events/s");
+        assert!(
+            results("ok", vec![nan]).check().is_err(),
+            "NaN is not a number"
+        );
+    }
+
+    #[test]
+    fn a_filter_matching_nothing_is_an_error() {
+        let config = SuiteConfig {
+            quick: true,
+            out: std::env::temp_dir().join("tickwire-suite-never-written"),
+            filter: Some("no-such-scenario".into()),
+            data: PathBuf::from("/nonexistent"),
+        };
+        let error = run(&config).expect_err("nothing selected");
+        assert!(error.to_string().contains("ring-throughput"), "{error}");
+    }
+}

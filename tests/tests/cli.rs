@@ -384,3 +384,48 @@ fn inspect_reports_a_torn_tail_without_cutting_it() {
         "inspect only reads"
     );
 }
+
+#[test]
+fn replay_writes_the_hdrhistogram_log_and_the_latency_plot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("latency out");
+    let report = json(&[
+        "replay",
+        "synthetic:events=5000,instruments=4",
+        "--speed",
+        "max",
+        "--json",
+        "--out",
+        path_str(&out),
+    ]);
+    assert_eq!(u64_at(&report, "/events"), 5000);
+    let files: Vec<&str> = report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f.as_str().expect("a path"))
+        .collect();
+    let names = ["latency.hlog", "latency.svg", "latency.png"];
+    assert_eq!(files.len(), names.len(), "{files:?}");
+    for (file, name) in files.iter().zip(names) {
+        assert_eq!(Path::new(file), out.join(name));
+        let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(!bytes.is_empty(), "{file} is empty");
+    }
+    let log = std::fs::read_to_string(out.join("latency.hlog")).expect("log");
+    assert!(log.starts_with("#"), "not an interval log:\n{log}");
+    for hop in [
+        "receive->top-of-book",
+        "receive->trade-stats",
+        "receive->audit",
+    ] {
+        assert!(
+            log.contains(&format!("Tag={hop},")),
+            "{hop} missing:\n{log}"
+        );
+    }
+    let png = std::fs::read(out.join("latency.png")).expect("png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(out.join("latency.svg")).expect("svg");
+    assert!(svg.contains("<svg") && svg.contains("<polyline"), "{svg}");
+}

@@ -61,6 +61,15 @@ pub fn run<W: WaitStrategy + 'static>(
                 .build();
             start_producer(producer, pinning, events, batch)
         }
+        Topology::Diamond => {
+            let producer = builder
+                .handle_events_with(handler(&tx))
+                .handle_events_with(handler(&tx))
+                .and_then()
+                .handle_events_with(handler(&tx))
+                .build();
+            start_producer(producer, pinning, events, batch)
+        }
     };
     drop(tx);
     let start = join(producer_thread);

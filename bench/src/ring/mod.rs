@@ -1,6 +1,7 @@
 //! tickwire's ring against its peers, in the scenarios of the LMAX Disruptor's own
 //! performance tests: one producer and one consumer (one event per publish, and batches of
-//! 64), one producer multicasting to three consumers, and a three-stage pipeline. The
+//! 64), one producer multicasting to three consumers, a three-stage pipeline, and a
+//! diamond (two consumers in parallel, a third after both). The
 //! one-way latency scenario is in [`latency`].
 //!
 //! Every scenario is a plain function from an event count to the time from the first
@@ -78,6 +79,8 @@ pub enum Topology {
     Multicast3,
     /// Three consumers in a chain: B reads what A finished, C what B finished.
     Pipeline3,
+    /// A diamond: A and B read every event independently, C reads what both finished.
+    Diamond,
 }
 
 impl Topology {
@@ -85,7 +88,7 @@ impl Topology {
     pub fn consumers(self) -> usize {
         match self {
             Self::Unicast => 1,
-            Self::Multicast3 | Self::Pipeline3 => 3,
+            Self::Multicast3 | Self::Pipeline3 | Self::Diamond => 3,
         }
     }
 }
@@ -101,15 +104,18 @@ pub enum Scenario {
     Multicast3,
     /// 1P, three-stage pipeline A -> B -> C.
     Pipeline3,
+    /// 1P, diamond: A and B in parallel, then C after both.
+    Diamond,
 }
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Unicast,
         Self::UnicastBatch64,
         Self::Multicast3,
         Self::Pipeline3,
+        Self::Diamond,
     ];
 
     /// A short name, also the criterion group's.
@@ -119,6 +125,7 @@ impl Scenario {
             Self::UnicastBatch64 => "1p1c-batch64",
             Self::Multicast3 => "1p3c-multicast",
             Self::Pipeline3 => "pipeline3",
+            Self::Diamond => "diamond",
         }
     }
 
@@ -128,6 +135,7 @@ impl Scenario {
             Self::Unicast | Self::UnicastBatch64 => Topology::Unicast,
             Self::Multicast3 => Topology::Multicast3,
             Self::Pipeline3 => Topology::Pipeline3,
+            Self::Diamond => Topology::Diamond,
         }
     }
 
@@ -328,7 +336,7 @@ pub fn cases() -> Vec<Case> {
                     ));
                 }
             }
-            Topology::Multicast3 | Topology::Pipeline3 => {
+            Topology::Multicast3 | Topology::Pipeline3 | Topology::Diamond => {
                 let idles = if spin {
                     vec![IdleStrategy::BusySpin, IdleStrategy::YIELDING]
                 } else {

@@ -42,6 +42,12 @@ pub fn run(
             let c = ring.subscriber_after("stage-c", &[&b]);
             vec![a, b, c]
         }
+        Topology::Diamond => {
+            let a = ring.subscriber("left");
+            let b = ring.subscriber("right");
+            let c = ring.subscriber_after("join", &[&a, &b]);
+            vec![a, b, c]
+        }
     };
     let mut publisher = ring.build().unwrap_or_else(|e| panic!("{scenario}: {e}"));
     // A spinning consumer is matched by a spinning writer; otherwise the engine's default,
