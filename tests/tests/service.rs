@@ -343,3 +343,101 @@ fn print_config_prints_every_key_and_reads_back() {
     assert!(again.success, "{}", again.stderr);
     assert_eq!(again.stdout, out.stdout, "print-config is a fixed point");
 }
+
+/// The NATS server for [`the_service_publishes_to_jetstream_when_configured`]: the one CI
+/// started (`TICKWIRE_NATS_URL`), else one of our own if `nats-server` is installed, else
+/// none (the test says so; under `CI=true` it fails instead).
+fn nats_url(dir: &Path) -> Option<(String, Option<std::process::Child>)> {
+    if let Ok(url) = std::env::var("TICKWIRE_NATS_URL") {
+        return Some((url, None));
+    }
+    let port = free_tcp_port().port();
+    let store = dir.join("jetstream");
+    match std::process::Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(child) => {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "nats-server did not listen");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some((format!("nats://127.0.0.1:{port}"), Some(child)))
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "nats-server not found ({e}), and CI=true requires it"
+            );
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "skipped: nats-server not found ({e})");
+            None
+        }
+    }
+}
+
+/// The number right after `prefix` in `line`.
+fn number_after(line: &str, prefix: &str) -> u64 {
+    let at = line
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix:?} not in {line:?}"));
+    line[at + prefix.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {prefix:?} in {line:?}"))
+}
+
+#[test]
+fn the_service_publishes_to_jetstream_when_configured() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some((url, mut own)) = nats_url(dir.path()) else {
+        return;
+    };
+    let config = write_config(
+        dir.path(),
+        "rate = 5000\ninstruments = 2",
+        free_udp_port(),
+        free_tcp_port(),
+    );
+    // Streams of this test's own, so a shared CI server's other streams are not touched.
+    let tag = format!("SVC{}", std::process::id());
+    let text = std::fs::read_to_string(&config).expect("config")
+        + &format!(
+            "\n[nats]\nurl = \"{url}\"\nsubject_prefix = \"{tag}\"\n\
+             [nats.market_data]\nname = \"{tag}_MD\"\n\
+             [nats.executions]\nname = \"{tag}_EXEC\"\n\
+             [nats.alerts]\nname = \"{tag}_ALERTS\"\n"
+        );
+    std::fs::write(&config, text).expect("write config");
+    let mut service = ServiceChild::start(&["run", "--config", &config]);
+    service.wait_for_line("running;", START);
+    service.wait_for_line("nats up", Duration::from_secs(30));
+    service.signal(libc::SIGTERM);
+    let out = service.wait(EXIT);
+    if let Some(child) = own.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(out.success, "{}\n{}", out.stdout, out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("nats: "))
+        .unwrap_or_else(|| panic!("no nats summary:\n{}", out.stdout));
+    let read = number_after(line, "| in ");
+    let acked = number_after(line, "| acked ");
+    assert!(read > 0, "{line}");
+    assert_eq!(
+        acked, read,
+        "every event read was acknowledged once: {line}"
+    );
+    assert_eq!(number_after(line, "| dropped "), 0, "{line}");
+    // The market data acknowledged is the journal's (plus reports and notifications).
+    let journal = JournalReader::open(dir.path().join("data/journal")).expect("journal");
+    assert!(acked >= journal.len(), "{line}: journal {}", journal.len());
+}

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tickwire_engine::agent::available_cores;
 use tickwire_engine::idle::IdleStrategy;
+use tickwire_nats::NatsConfig;
 use tickwire_strategies::TradingConfig;
 use tickwire_strategies::notify::{AlertRuleConfig, RuleConfig};
 use tickwire_strategies::pipeline::PipelineConfig;
@@ -45,8 +46,12 @@ pub struct ServiceConfig {
     pub metrics: MetricsSection,
     /// The status line.
     pub status: StatusSection,
-    /// The I/O thread (journal recorder, QUIC publisher, counters).
+    /// The I/O thread (journal recorder, QUIC publisher, NATS sink, counters).
     pub io: IoSection,
+    /// The NATS JetStream sink (`tickwire_nats::NatsConfig`): absent (the default) means
+    /// off; an empty `[nats]` section publishes to `nats://127.0.0.1:4222`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsConfig>,
 }
 
 /// `[feed]`.
@@ -352,6 +357,7 @@ impl Default for ServiceConfig {
             metrics: MetricsSection::default(),
             status: StatusSection::default(),
             io: IoSection::default(),
+            nats: None,
         }
     }
 }
@@ -528,8 +534,8 @@ impl ServiceConfig {
                 q.idle_timeout_ms
             );
         }
-        if q.enabled && self.metrics.enabled && q.bind == self.metrics.bind {
-            // Different protocols (UDP, TCP) may share a port; this is allowed.
+        if let Some(nats) = &self.nats {
+            nats.validate().map_err(|e| anyhow::anyhow!("[nats] {e}"))?;
         }
         Ok(())
     }

@@ -41,6 +41,7 @@ use tickwire_feeds::Feed;
 use tickwire_feeds::open::FeedSpec;
 use tickwire_feeds::primed::{PRIME_EVENTS, Primed};
 use tickwire_feeds::synthetic::{SyntheticConfig, SyntheticFeed};
+use tickwire_nats::{NatsSink, NatsSinkHandle};
 use tickwire_quic::fanout::{FanoutConfig, FanoutHandle, PublisherAgent};
 use tickwire_quic::protocol::ChannelKind;
 use tickwire_quic::server::{Entitlement, Server, ServerConfig, TokenEntry, load_or_create_token};
@@ -174,6 +175,9 @@ struct Service {
     totals: Vec<Histogram<u64>>,
     counters: Arc<Counters>,
     quic: Option<Quic>,
+    nats: Option<NatsSinkHandle>,
+    /// One tokio worker for quinn and the NATS client, when either runs.
+    runtime: Option<tokio::runtime::Runtime>,
     metrics: Arc<Mutex<String>>,
     journal_dir: Option<PathBuf>,
     journal_start: u64,
@@ -181,7 +185,6 @@ struct Service {
 }
 
 struct Quic {
-    runtime: tokio::runtime::Runtime,
     server: Server,
     fanout: FanoutHandle,
 }
@@ -198,6 +201,11 @@ impl Service {
             taps.md.push("quic".into());
             taps.exec.push("quic".into());
             taps.notifications.push("quic".into());
+        }
+        if config.nats.is_some() {
+            taps.md.push("nats".into());
+            taps.exec.push("nats".into());
+            taps.notifications.push("nats".into());
         }
         taps.exec.push("counters".into());
         taps.notifications.push("counters".into());
@@ -241,7 +249,19 @@ impl Service {
             journal_dir = Some(dir);
         }
 
-        let quic = if config.quic.enabled {
+        let runtime = if config.quic.enabled || config.nats.is_some() {
+            Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("tokio")
+                    .enable_all()
+                    .build()
+                    .context("cannot start the tokio runtime for QUIC and NATS")?,
+            )
+        } else {
+            None
+        };
+        let quic = if let (true, Some(runtime)) = (config.quic.enabled, &runtime) {
             let md = md_taps.next().context("quic tap")?;
             let exec = exec_taps.next().context("quic tap")?;
             let notes = notification_taps.next().context("quic tap")?;
@@ -260,12 +280,6 @@ impl Service {
             .context("[quic] cannot start the publisher")?;
             let fanout = handle.clone();
             io = io.agent(publisher);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("quic")
-                .enable_all()
-                .build()
-                .context("cannot start the tokio runtime for QUIC")?;
             let server_config = server_config(&config)?;
             let server = {
                 let _guard = runtime.enter();
@@ -276,11 +290,31 @@ impl Service {
                     )
                 })?
             };
-            Some(Quic {
-                runtime,
-                server,
-                fanout,
-            })
+            Some(Quic { server, fanout })
+        } else {
+            None
+        };
+
+        let nats = if let (Some(nats), Some(runtime)) = (&config.nats, &runtime) {
+            let mut nats = nats.clone();
+            if nats.journal.is_none() {
+                // Catch-up after an outage reads the service's own journal; the sink's
+                // message ids are then journal sequences, stable across restarts.
+                nats.journal.clone_from(&journal_dir);
+                nats.journal_first_sequence = journal_start;
+            }
+            let md = md_taps.next().context("nats tap")?;
+            let exec = exec_taps.next().context("nats tap")?;
+            let notes = notification_taps.next().context("nats tap")?;
+            let (sink, handle) = NatsSink::new(
+                nats,
+                vec![md, exec, notes],
+                instruments.clone(),
+                runtime.handle(),
+            )
+            .context("[nats] cannot start the JetStream sink")?;
+            io = io.agent(sink);
+            Some(handle)
         } else {
             None
         };
@@ -318,6 +352,8 @@ impl Service {
             totals,
             counters,
             quic,
+            nats,
+            runtime,
             metrics,
             journal_dir,
             journal_start,
@@ -367,12 +403,17 @@ impl Service {
         }
         // Every ring drained and the publisher handed its last frames to the connections:
         // let them be written, then close with a reason.
-        if let Some(quic) = &self.quic {
-            quic.runtime.block_on(
+        if let (Some(quic), Some(runtime)) = (&self.quic, &self.runtime) {
+            runtime.block_on(
                 quic.server
                     .shutdown_gracefully("tickwire shutting down", Duration::from_secs(5)),
             );
         }
+        // Everything the sink read is acknowledged by JetStream before the summary.
+        let nats = self
+            .nats
+            .take()
+            .map(|handle| handle.finish(Duration::from_secs(10)));
         let threads = threads.context("the pipeline failed")?;
         let mut report = self.finish.report(&threads, elapsed);
         for (hop, total) in report.latency.iter_mut().zip(&self.totals) {
@@ -409,6 +450,11 @@ impl Service {
                 s.slow_disconnects.load(Ordering::Relaxed)
             );
         }
+        match nats {
+            Some(Ok(snapshot)) => say!("{snapshot}"),
+            Some(Err(e)) => say!("nats: not everything was acknowledged: {e}"),
+            None => {}
+        }
         Ok(())
     }
 
@@ -444,6 +490,21 @@ impl Service {
             " | subs {} conflated {} drops {} rejects {}",
             now.subscribers, now.conflated, now.drops, now.rejects
         ));
+        if let Some(nats) = &self.nats {
+            let s = nats.stats().snapshot();
+            line.push_str(&format!(
+                " | nats {} acked {} dropped {}",
+                if !s.connected {
+                    "down"
+                } else if s.ready {
+                    "up"
+                } else {
+                    "setting up"
+                },
+                s.events_acked,
+                s.dropped_events
+            ));
+        }
         line
     }
 
@@ -555,6 +616,49 @@ impl Service {
             "Subscribers disconnected for falling behind (or for no longer reading).",
         );
         m.value("tickwire_quic_drops_total", "", s.drops as f64);
+        if let Some(nats) = &self.nats {
+            let n = nats.stats().snapshot();
+            m.help(
+                "tickwire_nats_connected",
+                "gauge",
+                "1 when the JetStream sink is connected.",
+            );
+            m.value(
+                "tickwire_nats_connected",
+                "",
+                f64::from(u8::from(n.connected)),
+            );
+            m.help(
+                "tickwire_nats_events_acked_total",
+                "counter",
+                "Events JetStream acknowledged.",
+            );
+            m.value(
+                "tickwire_nats_events_acked_total",
+                "",
+                n.events_acked as f64,
+            );
+            m.help(
+                "tickwire_nats_events_dropped_total",
+                "counter",
+                "Events dropped because the sink's queue was full (policy drop, or no journal).",
+            );
+            m.value(
+                "tickwire_nats_events_dropped_total",
+                "",
+                n.dropped_events as f64,
+            );
+            m.help(
+                "tickwire_nats_events_from_journal_total",
+                "counter",
+                "Events published from the journal after an outage.",
+            );
+            m.value(
+                "tickwire_nats_events_from_journal_total",
+                "",
+                n.journal_events as f64,
+            );
+        }
         m.help(
             "tickwire_hop_latency_ns",
             "summary",
