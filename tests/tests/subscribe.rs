@@ -181,7 +181,11 @@ impl Service {
                     tokens: vec![TokenEntry::new(
                         "default",
                         &token,
-                        vec![Entitlement::new(ChannelKind::MarketData, ["*"])],
+                        vec![
+                            Entitlement::new(ChannelKind::MarketData, ["*"]),
+                            Entitlement::new(ChannelKind::ExecutionReports, ["*"]),
+                            Entitlement::new(ChannelKind::Notifications, ["*"]),
+                        ],
                     )],
                     ..ServerConfig::default()
                 },

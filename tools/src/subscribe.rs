@@ -78,7 +78,8 @@ pub struct SubscribeArgs {
     #[arg(long, value_name = "PATH", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
     /// Market data of the instruments whose symbol matches PATTERN (`*` any run, `?` one
-    /// character); repeatable. With no channel option at all: `--md '*'`.
+    /// character); repeatable. With no channel option at all: every channel the token may
+    /// read (`--md '*' --executions '*' --notifications '*'`).
     #[arg(long = "md", value_name = "PATTERN")]
     pub market_data: Vec<String>,
     /// Execution reports of the strategies whose id matches PATTERN (`*` for all); repeatable.
@@ -148,14 +149,19 @@ fn token(args: &SubscribeArgs) -> Result<(String, String)> {
 
 fn subscriptions(args: &SubscribeArgs, policy: Policy) -> Vec<SubscribeRequest> {
     let mut out = Vec::new();
-    let mut md = args.market_data.clone();
-    if md.is_empty() && args.executions.is_empty() && args.notifications.is_empty() {
-        md.push("*".to_owned());
-    }
+    let none =
+        args.market_data.is_empty() && args.executions.is_empty() && args.notifications.is_empty();
+    let or_all = |patterns: &Vec<String>| {
+        if none {
+            vec!["*".to_owned()]
+        } else {
+            patterns.clone()
+        }
+    };
     for (kind, patterns) in [
-        (ChannelKind::MarketData, md),
-        (ChannelKind::ExecutionReports, args.executions.clone()),
-        (ChannelKind::Notifications, args.notifications.clone()),
+        (ChannelKind::MarketData, or_all(&args.market_data)),
+        (ChannelKind::ExecutionReports, or_all(&args.executions)),
+        (ChannelKind::Notifications, or_all(&args.notifications)),
     ] {
         if !patterns.is_empty() {
             out.push(SubscribeRequest {
