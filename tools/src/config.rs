@@ -385,9 +385,32 @@ impl ServiceConfig {
         Ok(merged.try_into()?)
     }
 
-    /// The effective configuration as TOML, every key included.
+    /// The effective configuration as TOML, every key included: the optional keys that
+    /// are not set appear commented out under their section, with what they do.
     pub fn to_toml(&self) -> Result<String> {
-        Ok(toml::to_string_pretty(self)?)
+        let text = toml::to_string_pretty(self)?;
+        let mut out = String::with_capacity(text.len() + 2048);
+        out.push_str(
+            "# tickwire service configuration (`tickwire run --print-config`): every key with its\n\
+             # effective value. Keys left out of a file keep these defaults; see tools/src/config.rs.\n\n",
+        );
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+            let section = line.trim();
+            for (table, key, hint) in OPTIONAL_KEYS {
+                if section == format!("[{table}]") && !section_has(&text, table, key) {
+                    out.push_str(&format!("# {key} = {hint}\n"));
+                }
+            }
+        }
+        if self.nats.is_none() {
+            out.push_str(
+                "\n# [nats]                          # the NATS JetStream sink, off when absent\n\
+                 # url = \"nats://127.0.0.1:4222\"  # every key: tickwire_nats::NatsConfig\n",
+            );
+        }
+        Ok(out)
     }
 
     /// The journal directory.
@@ -563,6 +586,62 @@ impl ServiceConfig {
         })?;
         Ok(Some(listener))
     }
+}
+
+/// Optional keys (no value by default) that `--print-config` shows commented out.
+const OPTIONAL_KEYS: &[(&str, &str, &str)] = &[
+    (
+        "pipeline",
+        "pace",
+        "1.0      # replay a recorded [feed] input at this factor of its pace",
+    ),
+    (
+        "pipeline",
+        "max_events",
+        "1000000  # stop after this many market events",
+    ),
+    (
+        "pipeline",
+        "alert_log",
+        "\"alerts.log\"  # write every alert line to this file",
+    ),
+    (
+        "journal",
+        "dir",
+        "\"/var/lib/tickwire/journal\"  # default <data_dir>/journal",
+    ),
+    (
+        "quic",
+        "cert",
+        "\"cert.pem\"   # PEM chain instead of the self-signed certificate",
+    ),
+    ("quic", "key", "\"key.pem\"     # its PEM private key"),
+    (
+        "quic",
+        "client_ca",
+        "\"ca.pem\"  # require client certificates signed by this CA",
+    ),
+    (
+        "quic",
+        "token_file",
+        "\"token\"  # default <data_dir>/quic/token",
+    ),
+    ("io", "core", "1   # pin the I/O thread"),
+];
+
+/// Whether `text` (TOML) sets `key` in `[table]`.
+fn section_has(text: &str, table: &str, key: &str) -> bool {
+    let header = format!("[{table}]");
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line == header;
+        } else if inside && line.split('=').next().is_some_and(|k| k.trim() == key) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Lays `top` over `base`: tables merge key by key, anything else replaces.
