@@ -495,4 +495,33 @@ mod tests {
             &seen[..4]
         );
     }
+    #[test]
+    fn the_subscriber_receives_every_market_data_event_of_a_paced_run() {
+        // 2 000 events at 10k/s: 0.2 s through the real pipeline, publisher, server and
+        // client on loopback. Completeness only, never a timing.
+        let run = at_rate(10_000, 2_000).expect("the run completes");
+        assert_eq!(run.report.events, 2_000);
+        let s = &run.subscriber;
+        assert!(
+            s.complete(),
+            "received {}/{} ({:?}; gaps {})",
+            s.received,
+            s.expected,
+            s.ended,
+            s.gaps
+        );
+        assert_eq!(s.latency.len(), 2_000, "one latency sample per event");
+        assert!(
+            s.publisher.0 >= 2_000,
+            "the publisher sequenced {} events",
+            s.publisher.0
+        );
+        assert!(
+            run.report
+                .latency
+                .iter()
+                .any(|h| h.name == "tick->order" && h.percentiles.count > 0),
+            "the strategies sent orders"
+        );
+    }
 }
