@@ -193,6 +193,17 @@ fn tune(config: &mut TradingConfig) {
 /// so that a run of a second sends thousands of orders (the recorded-file configuration
 /// requotes at most every 250 ms: a handful of orders, too few for a latency histogram).
 pub fn at_rate(rate: u64, events: u64) -> Result<Run, Error> {
+    run_with_subscriber(rate_config()?, ScheduledFeed::new(rate, events))
+}
+
+/// [`at_rate`] without the QUIC publisher, server and subscriber: the pipeline alone, to
+/// show in the same run what the subscriber costs the trading path.
+pub fn at_rate_without_subscriber(rate: u64, events: u64) -> Result<Report, Error> {
+    Ok(TradingPipeline::new(rate_config()?).run(ScheduledFeed::new(rate, events))?)
+}
+
+/// The configuration of the fixed-rate runs (see [`at_rate`]).
+fn rate_config() -> Result<TradingConfig, Error> {
     let text = CONFIG
         .replace("{SYMBOL}", "SYN000")
         .replace("min_requote_ms = 250", "min_requote_ms = 1")
@@ -200,7 +211,7 @@ pub fn at_rate(rate: u64, events: u64) -> Result<Run, Error> {
     let mut config = TradingConfig::from_toml(&text)?;
     tune(&mut config);
     config.pipeline.restamp = false;
-    run_with_subscriber(config, ScheduledFeed::new(rate, events))
+    Ok(config)
 }
 
 /// Flat out: the recorded Binance file at `binance` (re-stamped at ingest), or `synthetic`

@@ -1033,6 +1033,39 @@ fn end_to_end_scenario(config: &SuiteConfig, context: &Context) -> Result<Outcom
         None => "synthetic, flat out".to_owned(),
     };
     push(&case, &run, false);
+    // The same 100k events/s run without the QUIC publisher, server and subscriber: what
+    // the subscriber costs the trading path, in this run.
+    let events = (100_000.0 * seconds) as u64;
+    eprintln!("   end to end at 100000 events/s without the QUIC subscriber");
+    let alone =
+        end_to_end::at_rate_without_subscriber(100_000, events).map_err(|e| e.to_string())?;
+    if let Some(hop) = alone.latency.iter().find(|h| h.name == "tick->order") {
+        let throughput = alone.events as f64 / alone.elapsed.as_secs_f64().max(1e-9);
+        let mut row = Row::new(
+            "end-to-end",
+            "synthetic @ 100k events/s, no QUIC subscriber",
+            "tickwire",
+            "tick->order",
+        )
+        .latency(&hop.histogram)
+        .throughput(throughput, "events/s")
+        .note(format!(
+            "the pipeline alone (no publisher, server or client), for comparison; {} events, \
+             {} orders; {disruptor}",
+            alone.events,
+            alone.execution.orders + alone.execution.cancels
+        ));
+        row.p99_ratio = Some(hop_p99 as f64 / hop.percentiles.p99.max(1) as f64);
+        side_by_side.push(format!(
+            "- synthetic @ 100k events/s without the QUIC subscriber: receive -> order p50 {} \
+             p99 {}; one disruptor hop p99 {} (end to end = {:.2}x the hop)",
+            format_ns(hop.percentiles.p50),
+            format_ns(hop.percentiles.p99),
+            format_ns(hop_p99),
+            hop.percentiles.p99 as f64 / hop_p99.max(1) as f64
+        ));
+        outcome.rows.push(row);
+    }
     outcome.latency_plots.push((
         "end-to-end-latency".into(),
         "tick -> order and receive -> QUIC subscriber latency (from scheduled send times)".into(),
