@@ -27,18 +27,17 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tickwire_engine::agent::{Layout, ThreadSpec};
-use tickwire_engine::idle::IdleStrategy;
-use tickwire_quic::client::{Client, ClientConfig, Delivery};
-use tickwire_quic::fanout::{FanoutConfig, PublisherAgent};
-use tickwire_quic::protocol::{ChannelKind, Policy, SubscribeRequest};
-use tickwire_quic::server::{Entitlement, Limits, Server, ServerConfig, TokenEntry};
-
 use tickwire_engine::clock::wall_ns;
 use tickwire_engine::event::Event;
+use tickwire_engine::idle::IdleStrategy;
 use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_feeds::binance::{BinanceConfig, BinanceFeed};
 use tickwire_feeds::synthetic::{SyntheticConfig, SyntheticFeed};
 use tickwire_feeds::{Feed, FeedError, FeedStatus, INGEST_BATCH, Sink};
+use tickwire_quic::client::{Client, ClientConfig, Delivery};
+use tickwire_quic::fanout::{FanoutConfig, PublisherAgent};
+use tickwire_quic::protocol::{ChannelKind, Policy, SubscribeRequest};
+use tickwire_quic::server::{Entitlement, Limits, Server, ServerConfig, TokenEntry};
 use tickwire_strategies::pipeline::{Report, Taps, TradingConfig, TradingPipeline};
 
 /// A failed run: the feed could not be opened, or the pipeline failed.
@@ -186,8 +185,8 @@ fn tune(config: &mut TradingConfig) {
     }
 }
 
-/// `events` synthetic events at `rate` events/s through the pipeline, latency from the
-/// scheduled send times.
+/// `events` synthetic events at `rate` events/s through the pipeline and its QUIC
+/// subscriber, latency from the scheduled send times.
 ///
 /// The market maker may requote every 1 ms of event time and the order-rate check is off,
 /// so that a run of a second sends thousands of orders (the recorded-file configuration
@@ -214,8 +213,8 @@ fn rate_config() -> Result<TradingConfig, Error> {
     Ok(config)
 }
 
-/// Flat out: the recorded Binance file at `binance` (re-stamped at ingest), or `synthetic`
-/// events when it is `None`.
+/// Flat out through the pipeline and its QUIC subscriber: the recorded Binance file at
+/// `binance` (re-stamped at ingest), or `synthetic` events when it is `None`.
 pub fn flat_out(binance: Option<&Path>, synthetic: u64) -> Result<Run, Error> {
     let symbol = if binance.is_some() {
         "BTCUSDT"
