@@ -10,7 +10,7 @@
 //! | `dbn` | the Databento MBO file, zstd included | |
 //! | `journal` | append, open with CRC verification, sequential read | |
 //! | `quic` | ring -> publisher -> QUIC -> client, flat out and at 10k/100k events/s | a bare quinn stream with the same frames |
-//! | `end-to-end` | feed -> ring -> strategies -> risk -> execution -> notifier, at 10k/100k/1M events/s and flat out | one `disruptor` hop (from `ring-latency`) |
+//! | `end-to-end` | feed -> ring -> strategies -> risk -> execution -> notifier, and one QUIC subscriber to all market data, at 10k/100k/1M events/s and flat out | one `disruptor` hop (from `ring-latency`, or measured here when it is not selected) |
 //!
 //! Latency is always measured from scheduled send times (see [`crate::ring::latency`],
 //! [`crate::quic`], [`crate::end_to_end`]) into HdrHistograms. Each scenario runs alone,
@@ -42,7 +42,7 @@ use tickwire_feeds::synthetic::{SyntheticConfig, SyntheticFeed};
 use tickwire_feeds::{Feed, FeedStatus, INGEST_BATCH, Sink};
 
 use crate::plot::{PlotError, percentile_plot, throughput_bars};
-use crate::ring::latency::{LatencyConfig, latency_table};
+use crate::ring::latency::{LatencyConfig, latency_cases, latency_table};
 use crate::ring::{Scenario, TableConfig, peer_table};
 use crate::{best_of, end_to_end, quic};
 
@@ -899,17 +899,48 @@ fn end_to_end_scenario(config: &SuiteConfig, context: &Context) -> Result<Outcom
     let seconds = if config.quick { 0.5 } else { 3.0 };
     let mut outcome = Outcome::default();
     let mut series = Vec::new();
-    let disruptor = context.disruptor_hop.map_or_else(
-        || "no disruptor hop measured in this run (ring-latency not selected)".to_owned(),
-        |(p50, p99)| {
-            format!(
-                "single disruptor hop at 100k/s in this run: p50 {} p99 {}",
-                format_ns(p50),
-                format_ns(p99)
-            )
-        },
+    // The floor to compare with: one `disruptor` hop at 100k events/s in this run, from
+    // ring-latency, or measured here when ring-latency is not selected.
+    let (hop_p50, hop_p99, hop_source) = match context.disruptor_hop {
+        Some((p50, p99)) => (p50, p99, "ring-latency, this run"),
+        None => {
+            let measured = if config.quick { 30_000 } else { 200_000 };
+            let latency = LatencyConfig {
+                rate: 100_000,
+                warmup: measured / 10,
+                measured,
+            };
+            let case = latency_cases()
+                .into_iter()
+                .find(|c| c.implementation == "disruptor" && c.idle == "BusySpin")
+                .ok_or("no disruptor BusySpin latency case")?;
+            eprintln!("   one disruptor hop at 100k events/s (ring-latency not selected)");
+            let h = case.run(&latency);
+            let p = Percentiles::of(&h);
+            outcome.rows.push(
+                Row::new(
+                    "end-to-end",
+                    "1p1c @ 100k events/s",
+                    "disruptor",
+                    format!("{}, ring {}: one hop, the floor", case.idle, case.capacity),
+                )
+                .latency(&h)
+                .throughput(100_000.0, "events/s")
+                .note(format!(
+                    "measured here (ring-latency not selected), {measured} recorded"
+                )),
+            );
+            (p.p50, p.p99, "measured in this scenario")
+        }
+    };
+    let disruptor = format!(
+        "single disruptor hop at 100k/s ({hop_source}): p50 {} p99 {}",
+        format_ns(hop_p50),
+        format_ns(hop_p99)
     );
-    let mut push = |case: &str, report: &tickwire_strategies::pipeline::Report, scheduled: bool| {
+    let mut side_by_side = Vec::new();
+    let mut push = |case: &str, run: &end_to_end::Run, scheduled: bool| {
+        let report = &run.report;
         let throughput = report.events as f64 / report.elapsed.as_secs_f64().max(1e-9);
         for hop in &report.latency {
             if hop.percentiles.count == 0 {
@@ -931,50 +962,127 @@ fn end_to_end_scenario(config: &SuiteConfig, context: &Context) -> Result<Outcom
                     }
                 ));
             if hop.name == "tick->order" {
-                if let Some((_, p99)) = context.disruptor_hop {
-                    row.p99_ratio = Some(p99 as f64 / hop.percentiles.p99.max(1) as f64);
-                }
+                row.p99_ratio = Some(hop_p99 as f64 / hop.percentiles.p99.max(1) as f64);
                 row.note.push_str(&format!("; {disruptor}"));
+                side_by_side.push(format!(
+                    "- {case}: receive -> order p50 {} p99 {}; one disruptor hop p99 {} \
+                     (end to end = {:.2}x the hop)",
+                    format_ns(hop.percentiles.p50),
+                    format_ns(hop.percentiles.p99),
+                    format_ns(hop_p99),
+                    hop.percentiles.p99 as f64 / hop_p99.max(1) as f64
+                ));
             }
             outcome.rows.push(row);
         }
+        let s = &run.subscriber;
+        let (published, conflated, slow) = s.publisher;
+        let received_rate = s.received as f64 / s.elapsed.as_secs_f64().max(1e-9);
+        outcome.rows.push(
+            Row::new(
+                "end-to-end",
+                case,
+                "tickwire",
+                format!(
+                    "receive->subscriber (QUIC, 1 client, all market data, policy {:?})",
+                    s.policy
+                ),
+            )
+            .latency(&s.latency)
+            .throughput(received_rate, "events/s")
+            .note(format!(
+                "received {}/{} market-data events ({}); pipeline {:.2} M events/s; \
+                 publisher: {published} events sequenced, {conflated} conflated, {slow} \
+                 slow disconnects, {} gaps at the client",
+                s.received,
+                s.expected,
+                match &s.ended {
+                    _ if s.complete() => "complete".to_owned(),
+                    Some(why) => format!("INCOMPLETE: {why}"),
+                    None => "INCOMPLETE".to_owned(),
+                },
+                throughput / 1e6,
+                s.gaps
+            )),
+        );
     };
     for rate in [10_000u64, 100_000, 1_000_000] {
         let events = (rate as f64 * seconds) as u64;
         eprintln!("   end to end at {rate} events/s ({events} events)");
-        let report = end_to_end::at_rate(rate, events).map_err(|e| e.to_string())?;
+        let run = end_to_end::at_rate(rate, events).map_err(|e| e.to_string())?;
         let case = format!("synthetic @ {}k events/s", rate / 1000);
-        push(&case, &report, true);
-        if let Some(hop) = report.latency.iter().find(|h| h.name == "tick->order") {
+        push(&case, &run, true);
+        if let Some(hop) = run.report.latency.iter().find(|h| h.name == "tick->order") {
             series.push((
                 format!("tick->order @ {}k/s", rate / 1000),
                 hop.histogram.clone(),
             ));
         }
+        series.push((
+            format!("receive->subscriber @ {}k/s", rate / 1000),
+            run.subscriber.latency.clone(),
+        ));
     }
     let path = config.data.join("binance/usdm_btcusdt_20240808.gz");
     let binance = path.exists().then_some(path.as_path());
     eprintln!("   end to end flat out");
-    let report = end_to_end::flat_out(binance, if config.quick { 300_000 } else { 2_000_000 })
+    let run = end_to_end::flat_out(binance, if config.quick { 300_000 } else { 2_000_000 })
         .map_err(|e| e.to_string())?;
     let case = match binance {
         Some(_) => "usdm BTCUSDT recording, flat out".to_owned(),
         None => "synthetic, flat out".to_owned(),
     };
-    push(&case, &report, false);
+    push(&case, &run, false);
+    // The same 100k events/s run without the QUIC publisher, server and subscriber: what
+    // the subscriber costs the trading path, in this run.
+    let events = (100_000.0 * seconds) as u64;
+    eprintln!("   end to end at 100000 events/s without the QUIC subscriber");
+    let alone =
+        end_to_end::at_rate_without_subscriber(100_000, events).map_err(|e| e.to_string())?;
+    if let Some(hop) = alone.latency.iter().find(|h| h.name == "tick->order") {
+        let throughput = alone.events as f64 / alone.elapsed.as_secs_f64().max(1e-9);
+        let mut row = Row::new(
+            "end-to-end",
+            "synthetic @ 100k events/s, no QUIC subscriber",
+            "tickwire",
+            "tick->order",
+        )
+        .latency(&hop.histogram)
+        .throughput(throughput, "events/s")
+        .note(format!(
+            "the pipeline alone (no publisher, server or client), for comparison; {} events, \
+             {} orders; {disruptor}",
+            alone.events,
+            alone.execution.orders + alone.execution.cancels
+        ));
+        row.p99_ratio = Some(hop_p99 as f64 / hop.percentiles.p99.max(1) as f64);
+        side_by_side.push(format!(
+            "- synthetic @ 100k events/s without the QUIC subscriber: receive -> order p50 {} \
+             p99 {}; one disruptor hop p99 {} (end to end = {:.2}x the hop)",
+            format_ns(hop.percentiles.p50),
+            format_ns(hop.percentiles.p99),
+            format_ns(hop_p99),
+            hop.percentiles.p99 as f64 / hop_p99.max(1) as f64
+        ));
+        outcome.rows.push(row);
+    }
     outcome.latency_plots.push((
         "end-to-end-latency".into(),
-        "tick -> order latency through the trading pipeline (from scheduled send times)".into(),
+        "tick -> order and receive -> QUIC subscriber latency (from scheduled send times)".into(),
         series,
     ));
     outcome.detail = format!(
         "trading pipeline (ma_cross + market_maker, risk, paper venue, notifier; trading thread \
-         yielding); fixed rates for {seconds} s each from scheduled send times; flat out on {}; \
-         no QUIC subscriber on this path (see the quic scenario)",
+         yielding) with the QUIC publisher on the market-data, execution-report and \
+         notification rings (own thread, backoff), the server on 127.0.0.1 (one-worker tokio \
+         runtime) and one subscriber to all market data (policy disconnect, one-worker \
+         runtime); fixed rates for {seconds} s each from scheduled send times; flat out on {}.\n\n\
+         Receive -> order p99 beside one `disruptor` hop in the same run:\n\n{}",
         binance.map_or_else(
             || format!("synthetic ({} absent)", path.display()),
             |p| p.display().to_string()
-        )
+        ),
+        side_by_side.join("\n")
     );
     Ok(outcome)
 }
