@@ -303,6 +303,40 @@ fn bad_configurations_are_refused_before_anything_starts() {
         );
     }
     drop(busy);
+
+    // A journal recorded from another feed is not appended to under the wrong symbols.
+    let journal = dir.path().join("journal");
+    let journal = journal.to_str().expect("UTF-8");
+    let itch = dir.path().join("day.itch");
+    let itch = itch.to_str().expect("UTF-8");
+    for args in [
+        &["gen", "journal", journal, "--events", "1000"][..],
+        &["gen", "itch", itch, "--messages", "1000"][..],
+    ] {
+        let out = tickwire(args);
+        assert!(out.success, "{args:?}: {}", out.stderr);
+    }
+    let path = dir.path().join("other-feed.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[feed]\ninput = {itch:?}\n[journal]\ndir = {journal:?}\n[strategies]\n\
+             [quic]\nenabled = false\n[metrics]\nenabled = false\n"
+        ),
+    )
+    .expect("write");
+    let out = tickwire(&["run", "--config", path.to_str().expect("UTF-8")]);
+    assert!(
+        !out.success,
+        "appended to another feed's journal:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("recorded with other instruments"),
+        "{}",
+        out.stderr
+    );
+
     let missing = tickwire(&["run", "--config", "/nonexistent/tickwire.toml"]);
     assert!(!missing.success);
     assert!(

@@ -505,8 +505,17 @@ impl ServiceConfig {
                 self.feed.trade_ratio
             );
         }
-        if self.journal.segment_mib == 0 {
-            bail!("[journal] segment_mib = 0: a segment must hold at least one block");
+        if !(1..=1 << 20).contains(&self.journal.segment_mib) {
+            bail!(
+                "[journal] segment_mib = {}: must be between 1 and 1048576 (1 TiB)",
+                self.journal.segment_mib
+            );
+        }
+        if self.quic.max_journal_replay > 1 << 24 {
+            bail!(
+                "[quic] max_journal_replay = {}: at most 16777216 events (1 GiB) per resume",
+                self.quic.max_journal_replay
+            );
         }
         if self.status.interval_ms == 0 {
             bail!("[status] interval_ms = 0: must be at least 1");

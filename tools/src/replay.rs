@@ -349,6 +349,8 @@ fn replay_trading(
     // receive times at injection and keeps the event time for strategies and timers.
     trading.pipeline.pace = None;
     trading.pipeline.restamp = replay.restamp;
+    // A replay is deterministic: the same file gives the same orders, fills and alerts.
+    trading.pipeline.lockstep = true;
     let primed = Primed::prime(feed, PRIME_EVENTS);
     let feed = Paced::new(
         primed,

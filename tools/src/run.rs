@@ -21,7 +21,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,11 +32,12 @@ use hdrhistogram::Histogram;
 use tickwire_engine::agent::{Agent, AgentContext, AgentError, ThreadSpec, available_cores};
 use tickwire_engine::event::{Event, ExecStatus};
 use tickwire_engine::idle::IdleStrategy;
+use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_engine::journal::{
-    FsyncPolicy, JournalConfig, JournalReader, JournalWriter, RecorderAgent,
+    FsyncPolicy, JournalConfig, JournalReader, JournalWriter, OpenOptions, RecorderAgent, Verify,
 };
 use tickwire_engine::latency::{HopLatency, Percentiles, format_ns, new_histogram};
-use tickwire_engine::ring::{RingMonitor, Subscriber};
+use tickwire_engine::ring::Subscriber;
 use tickwire_feeds::Feed;
 use tickwire_feeds::open::FeedSpec;
 use tickwire_feeds::primed::{PRIME_EVENTS, Primed};
@@ -100,12 +101,22 @@ pub fn run(args: &RunArgs) -> Result<()> {
         return Ok(());
     }
     config.validate()?;
+    if let Some(seconds) = args.duration
+        && Duration::try_from_secs_f64(seconds).is_err()
+    {
+        bail!("--duration {seconds}: not a number of seconds (0 or more, finite)");
+    }
     HUMAN_TO_STDERR.store(
         config.status.enabled && config.status.format == StatusFormat::Json,
         Ordering::Relaxed,
     );
     let metrics_listener = config.check_ports()?;
     if args.check {
+        // Strategies and alert rules are checked against the feed's instruments by
+        // building the pipeline (nothing starts).
+        TradingPipeline::new(config.trading())
+            .assemble(open_feed(&config)?, &Taps::default())
+            .context("the strategies or alert rules are not valid for this feed")?;
         println!("configuration OK");
         return Ok(());
     }
@@ -227,6 +238,7 @@ impl Service {
         let mut journal_start = 0;
         if config.journal.enabled {
             let dir = config.journal_dir();
+            check_journal_instruments(&dir, &instruments)?;
             let writer = JournalWriter::open(
                 &dir,
                 JournalConfig {
@@ -297,11 +309,29 @@ impl Service {
 
         let nats = if let (Some(nats), Some(runtime)) = (&config.nats, &runtime) {
             let mut nats = nats.clone();
-            if nats.journal.is_none() {
+            match (&nats.journal, &journal_dir) {
                 // Catch-up after an outage reads the service's own journal; the sink's
-                // message ids are then journal sequences, stable across restarts.
-                nats.journal.clone_from(&journal_dir);
-                nats.journal_first_sequence = journal_start;
+                // message ids are then journal sequences, stable across restarts. This run
+                // appends from `journal_start`, whatever the file says.
+                (None, Some(_)) => {
+                    nats.journal.clone_from(&journal_dir);
+                    nats.journal_first_sequence = journal_start;
+                }
+                (Some(theirs), Some(ours)) if theirs == ours => {
+                    nats.journal_first_sequence = journal_start;
+                }
+                (Some(theirs), Some(ours)) => bail!(
+                    "[nats] journal = {}: the sink can catch up only from the journal this \
+                     service writes ({}); leave the key out",
+                    theirs.display(),
+                    ours.display()
+                ),
+                (Some(theirs), None) => bail!(
+                    "[nats] journal = {}: [journal] is disabled, so no journal of this \
+                     service's market data exists to catch up from; leave the key out",
+                    theirs.display()
+                ),
+                (None, None) => {}
             }
             let md = md_taps.next().context("nats tap")?;
             let exec = exec_taps.next().context("nats tap")?;
@@ -362,7 +392,9 @@ impl Service {
     }
 
     fn run_until_stopped(mut self, duration: Option<f64>) -> Result<()> {
-        let deadline = duration.map(|s| self.started + Duration::from_secs_f64(s.max(0.0)));
+        let deadline = duration
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .and_then(|d| self.started.checked_add(d));
         let interval = Duration::from_millis(self.config.status.interval_ms);
         let mut last = Snapshot::take(&self);
         let mut next_tick = self.started + interval;
@@ -558,25 +590,43 @@ impl Service {
         );
         m.value(
             "tickwire_feed_events_total",
-            &format!("feed=\"{}\"", self.config.feed.input),
+            &format!("feed=\"{}\"", escape(&self.config.feed.input)),
             s.md as f64,
         );
+        let rings = [
+            &self.monitors.md,
+            &self.monitors.exec,
+            &self.monitors.notifications,
+        ];
         m.help(
             "tickwire_ring_published_total",
             "counter",
             "Events published into each ring.",
         );
+        for ring in rings {
+            m.value(
+                "tickwire_ring_published_total",
+                &format!("ring=\"{}\"", escape(ring.name())),
+                ring.published() as f64,
+            );
+        }
         m.help(
             "tickwire_ring_consumer_lag",
             "gauge",
             "Events published that a ring's consumer has not finished.",
         );
-        for ring in [
-            &self.monitors.md,
-            &self.monitors.exec,
-            &self.monitors.notifications,
-        ] {
-            ring_metrics(&mut m, ring);
+        for ring in rings {
+            for (consumer, lag) in ring.lags() {
+                m.value(
+                    "tickwire_ring_consumer_lag",
+                    &format!(
+                        "ring=\"{}\",consumer=\"{}\"",
+                        escape(ring.name()),
+                        escape(consumer)
+                    ),
+                    lag as f64,
+                );
+            }
         }
         m.help(
             "tickwire_execution_reports_total",
@@ -809,6 +859,36 @@ fn server_config(config: &ServiceConfig) -> Result<ServerConfig> {
     Ok(server)
 }
 
+/// A journal already in `dir` is appended to: refuse if it was recorded with other
+/// instruments (the same id for another symbol would mislabel every event after the
+/// restart). New instruments after the existing ones are fine.
+fn check_journal_instruments(dir: &Path, instruments: &InstrumentRegistry) -> Result<()> {
+    let Ok(existing) = JournalReader::open_with(
+        dir,
+        OpenOptions {
+            verify: Verify::LastSegment,
+            truncate_torn_tail: false,
+        },
+    ) else {
+        // No journal yet (or one the writer will report on with its own error).
+        return Ok(());
+    };
+    let recorded = existing.instruments();
+    for id in 0..recorded.len() as u32 {
+        let (was, now) = (recorded.symbol(id), instruments.symbol(id));
+        if now.is_some() && was != now {
+            bail!(
+                "[journal] {}: recorded with other instruments (id {id} is {} there, {} in \
+                 this feed); use another data_dir or [journal] dir for this feed",
+                dir.display(),
+                was.unwrap_or("?"),
+                now.unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
 fn print_banner(config: &ServiceConfig, layout: &str, quic: Option<&Quic>) {
     let feed = if config.feed.input == "synthetic" {
         format!(
@@ -862,21 +942,6 @@ fn print_banner(config: &ServiceConfig, layout: &str, quic: Option<&Quic>) {
     say!("running; Ctrl-C or SIGTERM stops cleanly (a second one forces exit)\n");
 }
 
-fn ring_metrics(m: &mut Metrics, ring: &RingMonitor<Event>) {
-    m.value(
-        "tickwire_ring_published_total",
-        &format!("ring=\"{}\"", ring.name()),
-        ring.published() as f64,
-    );
-    for (consumer, lag) in ring.lags() {
-        m.value(
-            "tickwire_ring_consumer_lag",
-            &format!("ring=\"{}\",consumer=\"{}\"", ring.name(), escape(consumer)),
-            lag as f64,
-        );
-    }
-}
-
 /// Escapes a label value (backslash, quote, newline).
 fn escape(value: &str) -> String {
     value
@@ -914,11 +979,18 @@ fn serve_metrics(listener: &TcpListener, text: &Mutex<String>) {
 }
 
 fn answer(mut stream: TcpStream, text: &Mutex<String>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    // One deadline for the whole request, not per read: a client trickling bytes cannot
+    // hold the (single) metrics thread.
+    let deadline = Instant::now() + Duration::from_secs(2);
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut request = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;

@@ -828,13 +828,19 @@ impl Core {
             entitled,
             policy: request.policy,
         };
-        // Check every resume point before changing anything.
-        let mut replays = Vec::new();
+        // Check every resume point before changing anything. One request may replay at
+        // most `max_journal_replay` events from the journal in all, and each channel once:
+        // a hostile client repeating a resume point cannot make the publisher read more.
+        let mut replays: Vec<(ChannelId, u64, Vec<Event>)> = Vec::new();
+        let mut journal_budget = self.config.max_journal_replay as u64;
         for &(key, last) in resume {
             let id = ChannelId {
                 kind: sub.kind,
                 key,
             };
+            if replays.iter().any(|(seen, _, _)| *seen == id) {
+                continue;
+            }
             let Some(ch) = self.channels.get(&id) else {
                 if last > 0 {
                     return Err((
@@ -868,17 +874,17 @@ impl Core {
                     ));
                 };
                 let wanted = first_retained - (last + 1);
-                if wanted > self.config.max_journal_replay as u64 {
+                if wanted > journal_budget {
                     return Err((
                         ErrorCode::ResumeTooOld,
                         format!(
                             "channel {key} is at {}; asked after {last}: {wanted} events from the \
-                             journal, over the limit of {}",
+                             journal, over what is left of the limit of {} per request",
                             ch.last, self.config.max_journal_replay
                         ),
                     ));
                 }
-                from_journal.reserve(wanted as usize);
+                journal_budget -= wanted;
                 journal.collect(id, &ch.marks, last + 1, first_retained, &mut from_journal)?;
                 self.stats
                     .journal_replayed

@@ -691,8 +691,10 @@ async fn session(conn: &quinn::Connection, id: ConnId, context: &Context) -> Res
     context
         .fanout
         .attach(id, queue, Arc::new(QuicCloser(closer)));
-    context.writing.fetch_add(1, Ordering::Relaxed);
-    let writer = tokio::spawn(write_events(events, frames, Arc::clone(&context.writing)));
+    // Counted here, released when the writer task is dropped, whether it ran or was
+    // aborted before its first poll (see `Server::shutdown_gracefully`).
+    let writing = WritingGuard::new(Arc::clone(&context.writing));
+    let writer = tokio::spawn(write_events(events, frames, writing));
     let result = tokio::select! {
         biased;
         Some((code, reason)) = closing.recv() => {
@@ -853,12 +855,27 @@ async fn control_loop(
 /// Drains the connection's queue into its event stream, many frames per write, no copy.
 /// Writes what the publisher queues until it drops the queue (it ended), then finishes the
 /// stream and waits until the peer has acknowledged every byte of it (or stopped it).
+/// One event stream being written: counted while it lives.
+struct WritingGuard(Arc<AtomicUsize>);
+
+impl WritingGuard {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for WritingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn write_events(
     mut events: quinn::SendStream,
     mut frames: mpsc::Receiver<Bytes>,
-    writing: Arc<AtomicUsize>,
+    _writing: WritingGuard,
 ) {
-    let _guard = ActiveGuard(&writing);
     let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
     while frames.recv_many(&mut chunks, 64).await > 0 {
         if events.write_all_chunks(&mut chunks).await.is_err() {
