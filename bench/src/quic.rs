@@ -51,14 +51,21 @@ pub fn quote(i: u64, receive_ns: u64) -> Event {
     e
 }
 
-struct Setup {
-    md: Publisher<Event>,
-    server: Server,
-    pipeline: Pipeline,
+/// A market-data ring, the publisher agent on its own thread and a server on an ephemeral
+/// loopback port (one bench token entitled to all market data).
+#[derive(Debug)]
+pub struct Setup {
+    /// The ring's writer.
+    pub md: Publisher<Event>,
+    /// The server.
+    pub server: Server,
+    /// The publisher's thread.
+    pub pipeline: Pipeline,
     _dir: std::path::PathBuf,
 }
 
-fn setup(tag: &str) -> Setup {
+/// Starts a [`Setup`]; `tag` names its certificate directory.
+pub fn setup(tag: &str) -> Setup {
     let mut ring = RingBuilder::<Event>::new(1 << 16).expect("power of two");
     let source = ring.subscriber("quic-publisher");
     let md = ring.build().expect("subscriber");
@@ -96,7 +103,8 @@ fn setup(tag: &str) -> Setup {
     }
 }
 
-async fn subscriber(s: &Setup) -> Client {
+/// A client of `s` subscribed to all market data (policy disconnect, no reconnect).
+pub async fn subscriber(s: &Setup) -> Client {
     let mut config = ClientConfig::new(
         s.server.local_addr(),
         s.server.certificate_der().to_vec(),
@@ -120,7 +128,7 @@ async fn subscriber(s: &Setup) -> Client {
 }
 
 /// Reads deliveries until `n` events arrived; returns events seen.
-async fn drain(mut c: Client, n: u64) -> (Client, u64) {
+pub async fn drain(mut c: Client, n: u64) -> (Client, u64) {
     let mut got = 0u64;
     let _ = tokio::time::timeout(Duration::from_secs(120), async {
         while got < n {

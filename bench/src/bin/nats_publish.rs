@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use tickwire_bench::quic::{drain, setup, subscriber};
 use tickwire_engine::agent::{Layout, Pipeline, ThreadSpec};
 use tickwire_engine::clock::wall_ns;
 use tickwire_engine::event::{Event, Quote};
@@ -26,14 +27,7 @@ use tickwire_engine::latency::{Percentiles, format_ns, new_histogram};
 use tickwire_engine::ring::{Publisher, RingBuilder};
 use tickwire_nats::config::{NatsConfig, StreamSettings};
 use tickwire_nats::{NatsSink, NatsSinkHandle};
-use tickwire_quic::client::{Client, ClientConfig, Delivery};
-use tickwire_quic::fanout::{FanoutConfig, PublisherAgent};
-use tickwire_quic::protocol::{
-    ChannelKind, HEADER_LEN, Policy, SubscribeRequest, access_event_batch, aligned_payload,
-};
-use tickwire_quic::server::{Entitlement, Limits, Server, ServerConfig, TokenEntry};
-
-const TOKEN: &str = "bench";
+use tickwire_quic::protocol::{HEADER_LEN, access_event_batch, aligned_payload};
 
 fn quote(i: u64, instruments: u32) -> Event {
     let mut e = Event::new(0, (i % u64::from(instruments)) as u32, i, wall_ns());
@@ -284,92 +278,12 @@ async fn nats_latency(
     )
 }
 
-struct Quic {
-    md: Publisher<Event>,
-    server: Server,
-    pipeline: Pipeline,
-    _dir: tempfile::TempDir,
-}
-
-fn quic_setup() -> Quic {
-    let mut ring = RingBuilder::<Event>::new(1 << 16).expect("power of two");
-    let source = ring.subscriber("quic-publisher");
-    let md = ring.build().expect("subscriber");
-    let (agent, handle) = PublisherAgent::new(vec![source], FanoutConfig::default());
-    let pipeline = Layout::new()
-        .thread(
-            ThreadSpec::new("publisher")
-                .idle(IdleStrategy::BACKOFF)
-                .agent(agent),
-        )
-        .spawn()
-        .expect("layout");
-    let dir = tempfile::tempdir().expect("dir");
-    let config = ServerConfig {
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().to_owned(),
-        tokens: vec![TokenEntry::new(
-            "bench",
-            TOKEN,
-            vec![Entitlement::new(ChannelKind::MarketData, ["*"])],
-        )],
-        limits: Limits {
-            queue_frames: 8192,
-            ..Limits::default()
-        },
-        ..ServerConfig::default()
-    };
-    let server = Server::start(config, handle).expect("server");
-    Quic {
-        md,
-        server,
-        pipeline,
-        _dir: dir,
-    }
-}
-
-async fn quic_client(s: &Quic) -> Client {
-    let mut config = ClientConfig::new(
-        s.server.local_addr(),
-        s.server.certificate_der().to_vec(),
-        TOKEN,
-    );
-    config.subscriptions.push(SubscribeRequest {
-        id: 1,
-        kind: ChannelKind::MarketData,
-        policy: Policy::Disconnect,
-        patterns: vec!["*".into()],
-    });
-    config.reconnect = false;
-    let mut c = Client::connect(config).await.expect("connect");
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), c.next()).await {
-            Ok(Some(Delivery::Subscribed { .. })) => return c,
-            Ok(Some(_)) => {}
-            _ => panic!("no subscription"),
-        }
-    }
-}
-
 /// QUIC: (events/s, latency) for `n` events, flat out or paced.
 async fn quic_run(n: u64, rate: Option<u64>, instruments: u32) -> (f64, Percentiles) {
-    let mut s = quic_setup();
-    let mut c = quic_client(&s).await;
+    let mut s = setup("nats-cmp");
+    let c = subscriber(&s).await;
     let start = Instant::now();
-    let reader = tokio::spawn(async move {
-        let mut got = 0u64;
-        let _ = tokio::time::timeout(Duration::from_secs(120), async {
-            while got < n {
-                match c.next().await {
-                    Some(Delivery::Batch(b)) => got += b.events.len() as u64,
-                    Some(Delivery::Disconnected { .. }) | None => return,
-                    Some(_) => {}
-                }
-            }
-        })
-        .await;
-        (c, got)
-    });
+    let reader = tokio::spawn(drain(c, n));
     let mut md = s.md;
     let md = tokio::task::spawn_blocking(move || {
         produce(&mut md, n, rate, instruments);
