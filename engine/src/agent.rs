@@ -65,6 +65,8 @@ pub trait Agent: Send {
     fn do_work(&mut self) -> usize;
 
     /// Whether the agent has finished for good (its input drained, or its source ended).
+    /// The runner asks only after a `do_work` that returned 0, so a finished agent must
+    /// report no work.
     fn is_done(&self) -> bool {
         false
     }
@@ -615,7 +617,9 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
                 let n = agent.do_work();
                 round += n;
                 work[i] += n as u64;
-                if agent.is_done() {
+                // An agent that just did work is asked next round: `is_done` is off the busy
+                // path (it reads the ring's shared flags).
+                if n == 0 && agent.is_done() {
                     done[i] = true;
                     agent
                         .on_close()
@@ -645,6 +649,7 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
                     &mut work,
                     &mut current,
                 ),
+                IdleStep::Sleep(duration) => thread::sleep(duration),
             }
         }
     }));

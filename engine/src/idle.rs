@@ -7,12 +7,19 @@
 //! | [`Yielding`](IdleStrategy::Yielding) | spins, then yields the core | low | a core, shared |
 //! | [`Backoff`](IdleStrategy::Backoff) | spins, yields, then parks in growing steps | low, then up to `max_park` unless woken | little |
 //! | [`Blocking`](IdleStrategy::Blocking) | parks until the writer wakes it | a wake-up (µs) | none |
+//! | [`Sleeping`](IdleStrategy::Sleeping) | spins, yields, then sleeps a fixed period; nobody wakes it | up to the period plus the OS's timer slack (~50 µs on Linux) | little |
 //!
 //! Busy-spinning only pays when every spinning thread has a core of its own; with more
 //! spinning threads than cores the one being waited on may not get a core for a whole time
 //! slice. A thread whose strategy parks registers with the rings it reads, and their writers
 //! unpark it (see `ring::wake`), so [`Backoff`](IdleStrategy::Backoff) and
 //! [`Blocking`](IdleStrategy::Blocking) wake promptly rather than at their timeout.
+//!
+//! [`Sleeping`](IdleStrategy::Sleeping) is Aeron's `SleepingIdleStrategy` and the
+//! `disruptor` crate's `Sleep`: it trades latency for throughput when threads outnumber
+//! cores. A woken consumer takes the core from the writer for a batch of one; a sleeping
+//! one leaves it to the writer for a whole period and then reads everything published
+//! meanwhile in one batch.
 
 use std::time::Duration;
 
@@ -44,6 +51,16 @@ pub enum IdleStrategy {
         /// Longest park before looking again (a safety net, not the wake-up mechanism).
         timeout: Duration,
     },
+    /// Spin, then yield, then sleep `sleep` on every further idle round. Writers do not
+    /// wake it: it looks again when the sleep ends.
+    Sleeping {
+        /// Idle rounds spent spinning.
+        spins: u32,
+        /// Idle rounds spent yielding after spinning.
+        yields: u32,
+        /// How long each later idle round sleeps (the OS rounds it up).
+        sleep: Duration,
+    },
 }
 
 impl IdleStrategy {
@@ -61,6 +78,14 @@ impl IdleStrategy {
     /// Blocking with a 100 ms safety-net timeout.
     pub const BLOCKING: Self = Self::Blocking {
         timeout: Duration::from_millis(100),
+    };
+
+    /// Sleeping for 1 µs (about 50 µs with Linux's timer slack) after 100 spins and 100
+    /// yields: the `disruptor` crate's `Sleep(1µs)` and Aeron's sleeping strategy.
+    pub const SLEEPING: Self = Self::Sleeping {
+        spins: 100,
+        yields: 100,
+        sleep: Duration::from_micros(1),
     };
 
     /// How a writer waits for room in a full ring: it spins briefly, yields, then parks in
@@ -92,6 +117,7 @@ impl std::fmt::Display for IdleStrategy {
             Self::Yielding { spins } => write!(f, "yielding({spins} spins)"),
             Self::Backoff { max_park, .. } => write!(f, "backoff(park <= {max_park:?})"),
             Self::Blocking { .. } => write!(f, "blocking"),
+            Self::Sleeping { sleep, .. } => write!(f, "sleeping({sleep:?})"),
         }
     }
 }
@@ -99,15 +125,17 @@ impl std::fmt::Display for IdleStrategy {
 impl std::str::FromStr for IdleStrategy {
     type Err = String;
 
-    /// Parses `busy-spin`, `yielding`, `backoff` or `blocking` (with the defaults above).
+    /// Parses `busy-spin`, `yielding`, `backoff`, `blocking` or `sleeping` (with the
+    /// defaults above).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "busy-spin" | "busyspin" | "spin" => Ok(Self::BusySpin),
             "yielding" | "yield" => Ok(Self::YIELDING),
             "backoff" => Ok(Self::BACKOFF),
             "blocking" | "block" => Ok(Self::BLOCKING),
+            "sleeping" | "sleep" => Ok(Self::SLEEPING),
             other => Err(format!(
-                "unknown idle strategy `{other}` (expected busy-spin, yielding, backoff or blocking)"
+                "unknown idle strategy `{other}` (expected busy-spin, yielding, backoff, blocking or sleeping)"
             )),
         }
     }
@@ -122,6 +150,8 @@ pub enum IdleStep {
     Yield,
     /// Park the thread for at most this long (a writer may wake it earlier).
     Park(Duration),
+    /// Sleep this long; nobody wakes the thread earlier.
+    Sleep(Duration),
 }
 
 /// The state of one thread's idle strategy: how many idle rounds in a row it has had.
@@ -185,6 +215,19 @@ impl Idler {
                 }
             }
             IdleStrategy::Blocking { timeout } => IdleStep::Park(timeout),
+            IdleStrategy::Sleeping {
+                spins,
+                yields,
+                sleep,
+            } => {
+                if round < spins {
+                    IdleStep::Spin
+                } else if round < spins.saturating_add(yields) {
+                    IdleStep::Yield
+                } else {
+                    IdleStep::Sleep(sleep)
+                }
+            }
         }
     }
 
@@ -197,6 +240,7 @@ impl Idler {
             IdleStep::Yield => std::thread::yield_now(),
             // Nobody unparks a standalone waiter, so a long block is capped to 100 µs.
             IdleStep::Park(d) => std::thread::park_timeout(d.min(Duration::from_micros(100))),
+            IdleStep::Sleep(d) => std::thread::sleep(d),
         }
     }
 }
@@ -232,6 +276,22 @@ mod tests {
     }
 
     #[test]
+    fn sleeping_spins_then_yields_then_sleeps_the_same_period() {
+        let mut idler = Idler::new(IdleStrategy::Sleeping {
+            spins: 1,
+            yields: 2,
+            sleep: Duration::from_micros(5),
+        });
+        let steps: Vec<_> = (0..5).map(|_| idler.step()).collect();
+        use IdleStep::*;
+        let nap = Sleep(Duration::from_micros(5));
+        assert_eq!(steps, [Spin, Yield, Yield, nap, nap]);
+        assert!(!IdleStrategy::SLEEPING.parks(), "nobody wakes a sleeper");
+        idler.reset();
+        assert_eq!(idler.step(), Spin);
+    }
+
+    #[test]
     fn parses_the_documented_names() {
         assert_eq!(
             "busy-spin".parse::<IdleStrategy>(),
@@ -240,6 +300,10 @@ mod tests {
         assert_eq!(
             "blocking".parse::<IdleStrategy>(),
             Ok(IdleStrategy::BLOCKING)
+        );
+        assert_eq!(
+            "sleeping".parse::<IdleStrategy>(),
+            Ok(IdleStrategy::SLEEPING)
         );
         let err = "nap"
             .parse::<IdleStrategy>()

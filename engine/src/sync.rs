@@ -20,6 +20,7 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering,
 /// The API is loom's (`with` / `with_mut` hand out raw pointers), so that loom can check
 /// every access against the happens-before order the ring's atomics establish.
 #[derive(Debug)]
+#[cfg_attr(not(loom), repr(transparent))] // `Claim::as_mut_slices` relies on it
 pub(crate) struct SlotCell<T>(
     #[cfg(loom)] loom::cell::UnsafeCell<T>,
     #[cfg(not(loom))] core::cell::UnsafeCell<T>,

@@ -132,10 +132,11 @@ pub struct PipelineConfig {
     pub pace: Option<f64>,
     /// Stop after this many market events (absent = the whole feed).
     pub max_events: Option<u64>,
-    /// Idle strategy of the trading thread: `backoff` (default), `yielding`, `blocking`.
+    /// Idle strategy of the trading thread: `backoff` (default), `yielding`, `blocking`,
+    /// `sleeping`, `busy-spin`.
     pub idle: String,
     /// Idle strategy of the ingest thread when its feed has nothing due: `backoff`
-    /// (default), `yielding`, `blocking`. A backoff thread parks for up to 1 ms, which a
+    /// (default), `yielding`, `blocking`, `sleeping`, `busy-spin`. A backoff thread parks for up to 1 ms, which a
     /// paced feed then sees as latency; `yielding` keeps it awake.
     pub ingest_idle: String,
     /// Cores for the `ingest` and `trading` threads (absent = unpinned).

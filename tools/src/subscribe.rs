@@ -340,6 +340,7 @@ async fn run(args: &SubscribeArgs) -> Result<()> {
                 subscribed.remove(&id);
                 refused.insert(id);
                 if code == ErrorCode::ResumeTooOld {
+                    client.close().await;
                     summary(
                         &client,
                         &latency,
@@ -362,6 +363,9 @@ async fn run(args: &SubscribeArgs) -> Result<()> {
         }
     };
     drop(out);
+    // A clean close: the server frees this subscriber at once instead of finding it stopped
+    // reading.
+    client.close().await;
     summary(
         &client,
         &latency,

@@ -344,6 +344,7 @@ pub fn cases() -> Vec<Case> {
                         IdleStrategy::YIELDING,
                         IdleStrategy::BACKOFF,
                         IdleStrategy::BLOCKING,
+                        IdleStrategy::SLEEPING,
                     ]
                 };
                 for idle in idles {

@@ -47,8 +47,9 @@ pub fn tickwire(events: u64, batch: usize) -> Duration {
                     Ok(claim) => claim,
                     Err(e) => panic!("single-thread tickwire claim {i}: {e}"),
                 };
-                for k in 0..n {
-                    claim.slot_mut(k).exchange_ts = i + k as u64;
+                let (first, second) = claim.as_mut_slices();
+                for (k, slot) in first.iter_mut().chain(second).enumerate() {
+                    slot.exchange_ts = i + k as u64;
                 }
                 claim.commit();
                 i += n as u64;

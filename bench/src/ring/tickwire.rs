@@ -108,8 +108,9 @@ fn produce(publisher: &mut Publisher<Event>, events: u64, batch: usize) {
             Ok(claim) => claim,
             Err(e) => panic!("tickwire claim at {i}: {e}"),
         };
-        for k in 0..n {
-            claim.slot_mut(k).exchange_ts = i + k as u64;
+        let (first, second) = claim.as_mut_slices();
+        for (k, slot) in first.iter_mut().chain(second).enumerate() {
+            slot.exchange_ts = i + k as u64;
         }
         claim.commit();
         i += n as u64;

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -254,11 +254,15 @@ pub struct ClientStats {
 
 struct Shared {
     force: Notify,
+    /// `Client::close` was called: close the connection cleanly and stop.
+    close: Notify,
+    closing: AtomicBool,
     stats: ClientStats,
     last: Mutex<HashMap<ChannelId, u64>>,
 }
 
-/// A connected client (see the module docs). Dropping it closes the connection.
+/// A connected client (see the module docs). Dropping it closes the connection in the
+/// background; [`close`](Self::close) closes it and waits.
 pub struct Client {
     deliveries: mpsc::Receiver<Delivery>,
     shared: Arc<Shared>,
@@ -276,7 +280,11 @@ impl fmt::Debug for Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        self.task.abort();
+        // Not an abort: the connection's stream tasks would outlive it and hold the
+        // connection open. The background task closes it cleanly and ends (`close` waits
+        // for that; a drop does not).
+        self.shared.closing.store(true, Ordering::Relaxed);
+        self.shared.close.notify_one();
     }
 }
 
@@ -325,7 +333,9 @@ pub async fn connect_raw(
     server_name: &str,
     certificate: &[u8],
 ) -> Result<quinn::Connection, ClientError> {
-    connect_with(server, server_name, certificate, 8 << 20, None).await
+    let (_endpoint, conn) = connect_with(server, server_name, certificate, 8 << 20, None).await?;
+    // The connection keeps the endpoint's driver alive.
+    Ok(conn)
 }
 
 async fn connect_with(
@@ -334,7 +344,7 @@ async fn connect_with(
     certificate: &[u8],
     receive_window: u32,
     client_auth: Option<&ClientAuth>,
-) -> Result<quinn::Connection, ClientError> {
+) -> Result<(quinn::Endpoint, quinn::Connection), ClientError> {
     let setup = |e: &dyn fmt::Display| ClientError::Setup(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -373,10 +383,11 @@ async fn connect_with(
     let connecting = endpoint
         .connect(server, server_name)
         .map_err(|e| setup(&e))?;
-    connecting.await.map_err(|e| ClientError::Connect {
+    let conn = connecting.await.map_err(|e| ClientError::Connect {
         addr: server,
         reason: e.to_string(),
-    })
+    })?;
+    Ok((endpoint, conn))
 }
 
 /// The server's close code and reason, if it closed the connection.
@@ -392,6 +403,8 @@ pub fn close_code(conn: &quinn::Connection) -> (Option<ErrorCode>, String) {
 }
 
 struct Established {
+    /// Kept to wait for a clean close to reach the server (`Client::close`).
+    endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
@@ -404,7 +417,7 @@ async fn establish(
     config: &ClientConfig,
     last: &HashMap<ChannelId, u64>,
 ) -> Result<Established, ClientError> {
-    let conn = connect_with(
+    let (endpoint, conn) = connect_with(
         config.server,
         &config.server_name,
         &config.server_certificate,
@@ -480,6 +493,7 @@ async fn establish(
         return Err(lost(&conn));
     }
     Ok(Established {
+        endpoint,
         conn,
         send,
         recv,
@@ -508,6 +522,8 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         let shared = Arc::new(Shared {
             force: Notify::new(),
+            close: Notify::new(),
+            closing: AtomicBool::new(false),
             stats: ClientStats::default(),
             last: Mutex::new(HashMap::new()),
         });
@@ -563,7 +579,27 @@ impl Client {
     pub fn force_disconnect(&self) {
         self.shared.force.notify_one();
     }
+
+    /// Closes the connection cleanly and stops: the server sees QUIC `NO_ERROR` with the
+    /// reason "client closing" at once, rather than a subscriber that stopped reading
+    /// (which it would disconnect as slow once its queue filled, or time out). Waits up to
+    /// [`CLOSE_TIMEOUT`] for the close to go out; deliveries not yet taken are discarded.
+    pub async fn close(&mut self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        self.shared.close.notify_one();
+        // Senders now fail at once: the background task never waits on a full channel.
+        self.deliveries.close();
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
 }
+
+/// How long [`Client::close`] waits for its close to reach the server.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn run(
     config: ClientConfig,
@@ -574,6 +610,9 @@ async fn run(
     let mut current = Some(first);
     let mut reconnects = 0u64;
     loop {
+        if shared.closing.load(Ordering::Relaxed) {
+            return;
+        }
         let established = match current.take() {
             Some(e) => e,
             None => {
@@ -630,6 +669,7 @@ async fn serve(
     shared: &Arc<Shared>,
 ) -> (Option<ErrorCode>, String) {
     let Established {
+        endpoint,
         conn,
         mut send,
         mut recv,
@@ -678,11 +718,21 @@ async fn serve(
         };
         read_events(&mut stream, max_frame, &events_tx, &events_shared).await;
     });
-    let forced = tokio::select! {
-        _ = &mut control => false,
-        _ = &mut events => false,
-        _ = shared.force.notified() => true,
+    let (forced, closing) = tokio::select! {
+        _ = &mut control => (false, false),
+        _ = &mut events => (false, false),
+        _ = shared.force.notified() => (true, false),
+        _ = shared.close.notified() => (false, true),
     };
+    if closing {
+        control.abort();
+        events.abort();
+        conn.close(0u32.into(), b"client closing");
+        // The close frame goes out from the endpoint's driver: wait for it (the endpoint is
+        // idle once the connection drained, a few round trips).
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.wait_idle()).await;
+        return (None, "closed by the client".to_owned());
+    }
     if !forced {
         // A stream ended: the connection is closing, or the server finished the event
         // stream because it is shutting down and will close once every subscriber has

@@ -73,6 +73,43 @@ async fn every_subscriber_receives_every_event_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_client_is_gone_from_the_server_at_once() {
+    let mut h = Harness::start(Limits::default(), FanoutConfig::default());
+    let mut c = Client::connect(h.client_config(TOKEN, &["*"], Policy::Disconnect))
+        .await
+        .expect("connects");
+    let mut seen = Seen::default();
+    subscribed(&mut c, &mut seen).await;
+    let expected: Vec<u64> = (0..100)
+        .map(|i| h.publish(quote(0, i)).checksum())
+        .collect();
+    collect_until(&mut c, &mut seen, |s| s.count(md(0)) >= expected.len()).await;
+    assert_exact(&seen, md(0), &expected);
+    assert_eq!(h.server.connections(), 1);
+    c.close().await;
+    // Well inside the 10 s idle timeout, and with nothing published: only the close frame
+    // can end the connection this early.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while h.server.connections() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server still holds {} connection(s) 3 s after the client closed",
+            h.server.connections()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = h.fanout.stats();
+    assert_eq!(
+        stats
+            .slow_disconnects
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a clean close is not a slow subscriber"
+    );
+    h.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_disconnects_then_resume_lose_and_repeat_nothing() {
     let mut h = Harness::start(Limits::default(), FanoutConfig::default());
     let mut c = Client::connect(h.client_config(TOKEN, &["*"], Policy::Disconnect))

@@ -112,6 +112,35 @@ fn batches_end_where_the_available_events_end() {
 }
 
 #[test]
+fn claims_and_batches_that_wrap_the_ring_split_in_two_runs() {
+    let mut b = ring(8);
+    let mut sub = b.subscriber("s");
+    let mut publisher = b.build().expect("subscribed");
+    for v in 0..6 {
+        publisher.try_publish(|slot| *slot = v).expect("room");
+    }
+    assert_eq!(sub.poll(|_, _, _| {}), 6);
+    // Sequences 6..13 sit in slots 6, 7, then 0..5.
+    let mut claim = publisher.try_claim(7).expect("room");
+    let (first, second) = claim.as_mut_slices();
+    assert_eq!((first.len(), second.len()), (2, 5));
+    for (k, slot) in first.iter_mut().chain(second).enumerate() {
+        *slot = 100 + k as u64;
+    }
+    claim.commit();
+    let mut seen = Vec::new();
+    assert_eq!(sub.poll(|v, seq, end| seen.push((*v, seq, end))), 7);
+    let expected: Vec<_> = (0..7u64).map(|k| (100 + k, 6 + k, k == 6)).collect();
+    assert_eq!(
+        seen, expected,
+        "in order across the wrap, end of batch on the last"
+    );
+    let mut claim = publisher.try_claim(3).expect("room");
+    let (first, second) = claim.as_mut_slices();
+    assert_eq!((first.len(), second.len()), (3, 0), "no wrap: one slice");
+}
+
+#[test]
 fn uncommitted_claims_publish_nothing_and_partial_commits_publish_a_prefix() {
     let mut b = ring(8);
     let mut sub = b.subscriber("s");
