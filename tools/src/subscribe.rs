@@ -315,8 +315,17 @@ async fn run(args: &SubscribeArgs) -> Result<()> {
             Delivery::Connected {
                 session,
                 reconnects,
+                restarted,
             } => {
-                if reconnects > 0 {
+                if !restarted.is_empty() {
+                    let kinds: Vec<&str> = restarted.iter().map(|k| kind_name(*k)).collect();
+                    eprintln!(
+                        "reconnected to {addr} (session {session}): the server restarted, so the {} \
+                         channels count from 1 again and resume from the start of its new run; \
+                         the others resume from the last sequences",
+                        kinds.join(" and ")
+                    );
+                } else if reconnects > 0 {
                     eprintln!(
                         "reconnected to {addr} (session {session}); resuming from the last sequences"
                     );

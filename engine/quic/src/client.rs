@@ -213,6 +213,10 @@ pub enum Delivery {
         session: u64,
         /// Reconnects so far.
         reconnects: u64,
+        /// The server restarted since the last connection (its `epoch` changed): the
+        /// channels of these kinds count from 1 again, and were resumed from their start
+        /// (what the new run still retains) instead of from the last sequences received.
+        restarted: Vec<ChannelKind>,
     },
     /// The connection ended; `code` is the server's close code, if it closed it.
     Disconnected {
@@ -411,11 +415,19 @@ struct Established {
     session: u64,
     max_frame: u32,
     heartbeat: Duration,
+    /// The server's sequence space (`Welcome.epoch`).
+    epoch: u64,
+    /// The kinds whose sequences restarted since `previous_epoch` (empty on a first connect).
+    restarted: Vec<ChannelKind>,
 }
 
+/// Connects, authenticates, and subscribes with a resume point for every channel in `last`.
+/// `previous_epoch` is the server's epoch at the last connection: if it changed, the kinds
+/// whose sequences restarted resume from their start instead.
 async fn establish(
     config: &ClientConfig,
     last: &HashMap<ChannelId, u64>,
+    previous_epoch: Option<u64>,
 ) -> Result<Established, ClientError> {
     let (endpoint, conn) = connect_with(
         config.server,
@@ -452,12 +464,14 @@ async fn establish(
         Ok(answer) => answer,
         Err(_) => return Err(lost(&conn)),
     };
-    let (session, max_frame, heartbeat_ms) = match answer {
+    let (session, max_frame, heartbeat_ms, epoch, durable) = match answer {
         Control::Welcome {
             session,
             max_frame,
             heartbeat_ms,
-        } => (session, max_frame, heartbeat_ms),
+            epoch,
+            durable,
+        } => (session, max_frame, heartbeat_ms, epoch, durable),
         Control::Error { code, message, .. } => {
             return Err(ClientError::Refused { code, message });
         }
@@ -468,15 +482,37 @@ async fn establish(
             });
         }
     };
+    let restarted: Vec<ChannelKind> = if previous_epoch.is_some_and(|p| p != epoch) {
+        config
+            .subscriptions
+            .iter()
+            .map(|s| s.kind)
+            .filter(|kind| durable & kind.bit() == 0)
+            .fold(Vec::new(), |mut kinds, kind| {
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+                kinds
+            })
+    } else {
+        Vec::new()
+    };
     // Resume points first (held by the server until the subscribe), then the subscribes.
+    // A channel whose sequences restarted resumes from its start: everything the new run
+    // still retains, or `RESUME_TOO_OLD` if it no longer does.
     let mut out = Vec::new();
     for sub in &config.subscriptions {
         for (channel, sequence) in last {
             if channel.kind == sub.kind {
+                let last_sequence = if restarted.contains(&channel.kind) {
+                    0
+                } else {
+                    *sequence
+                };
                 Control::Resume {
                     id: sub.id,
                     key: channel.key,
-                    last_sequence: *sequence,
+                    last_sequence,
                 }
                 .encode(&mut out);
             }
@@ -504,6 +540,8 @@ async fn establish(
             max_frame
         },
         heartbeat: Duration::from_millis(u64::from(heartbeat_ms.max(100))),
+        epoch,
+        restarted,
     })
 }
 
@@ -527,10 +565,12 @@ impl Client {
             stats: ClientStats::default(),
             last: Mutex::new(HashMap::new()),
         });
-        let first =
-            tokio::time::timeout(config.connect_timeout, establish(&config, &HashMap::new()))
-                .await
-                .map_err(|_| ClientError::Timeout)??;
+        let first = tokio::time::timeout(
+            config.connect_timeout,
+            establish(&config, &HashMap::new(), None),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)??;
         let (tx, deliveries) = mpsc::channel(config.buffer.max(1));
         let task = tokio::spawn(run(config, first, tx, Arc::clone(&shared)));
         Ok(Self {
@@ -607,6 +647,7 @@ async fn run(
     tx: mpsc::Sender<Delivery>,
     shared: Arc<Shared>,
 ) {
+    let mut epoch = first.epoch;
     let mut current = Some(first);
     let mut reconnects = 0u64;
     loop {
@@ -618,8 +659,8 @@ async fn run(
             None => {
                 tokio::time::sleep(config.reconnect_delay).await;
                 let last = shared.last.lock().map(|m| m.clone()).unwrap_or_default();
-                match tokio::time::timeout(config.connect_timeout, establish(&config, &last)).await
-                {
+                let attempt = establish(&config, &last, Some(epoch));
+                match tokio::time::timeout(config.connect_timeout, attempt).await {
                     Ok(Ok(e)) => {
                         reconnects += 1;
                         shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -640,10 +681,19 @@ async fn run(
                 }
             }
         };
+        epoch = established.epoch;
+        if !established.restarted.is_empty() {
+            // Their old sequences mean nothing in the new run: forget them, or the first
+            // events of the new run would be dropped as duplicates.
+            if let Ok(mut last) = shared.last.lock() {
+                last.retain(|channel, _| !established.restarted.contains(&channel.kind));
+            }
+        }
         if tx
             .send(Delivery::Connected {
                 session: established.session,
                 reconnects,
+                restarted: established.restarted.clone(),
             })
             .await
             .is_err()

@@ -60,6 +60,7 @@ use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::{mpsc, oneshot};
 
 use tickwire_engine::agent::{Agent, AgentContext, AgentError};
+use tickwire_engine::clock::wall_ns;
 use tickwire_engine::event::{Event, EventKind};
 use tickwire_engine::instrument::InstrumentRegistry;
 use tickwire_engine::journal::{JournalError, JournalReader, OpenOptions, Verify};
@@ -169,6 +170,8 @@ enum Command {
 pub struct FanoutHandle {
     commands: Sender<Command>,
     stats: Arc<FanoutStats>,
+    epoch: u64,
+    durable: u8,
 }
 
 impl fmt::Debug for FanoutHandle {
@@ -180,6 +183,19 @@ impl fmt::Debug for FanoutHandle {
 }
 
 impl FanoutHandle {
+    /// This run's sequence space (see `Welcome` in `docs/protocol.md`): the wall clock in ns
+    /// when the publisher was built, so a restarted server has another.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The channel kinds whose sequences survive a restart, as a bit mask (bit `kind - 1`):
+    /// market data when a journal backs it. Execution reports and notifications count
+    /// from 1 in every run.
+    pub fn durable_kinds(&self) -> u8 {
+        self.durable
+    }
+
     /// Registers a connection: frames for it go to `queue` (its bound is the subscriber's
     /// queue); `closer` ends it when it falls behind.
     pub fn attach(&self, conn: ConnId, queue: mpsc::Sender<Bytes>, closer: Arc<dyn Closer>) {
@@ -573,9 +589,18 @@ impl PublisherAgent {
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let stats = Arc::new(FanoutStats::default());
+        let durable = if journal.is_some() {
+            ChannelKind::MarketData.bit()
+        } else {
+            0
+        };
         let handle = FanoutHandle {
             commands: tx,
             stats: Arc::clone(&stats),
+            // Distinct across restarts (a clock that went backwards would need two runs in
+            // the same nanosecond to collide).
+            epoch: wall_ns(),
+            durable,
         };
         let agent = Self {
             name: "quic-publisher".to_owned(),

@@ -119,6 +119,11 @@ impl ChannelKind {
         }
     }
 
+    /// This kind's bit in `Welcome.durable`: `1 << (code - 1)`.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8 - 1)
+    }
+
     /// The channel an event belongs to, if it is published at all (orders are not).
     pub fn of_event(event: &Event) -> Option<ChannelId> {
         match event.kind()? {
@@ -382,6 +387,12 @@ pub enum Control {
         max_frame: u32,
         /// How often the client should send a heartbeat, ms.
         heartbeat_ms: u32,
+        /// Identifies this run of the server's sequence space: it changes when the server
+        /// restarts, and then every channel kind not in `durable` counts from 1 again.
+        epoch: u64,
+        /// The channel kinds whose sequences survive a restart (bit `kind - 1`; market data
+        /// when the server records a journal).
+        durable: u8,
     },
     /// Subscription active.
     Subscribed {
@@ -478,10 +489,14 @@ impl Control {
                 session,
                 max_frame,
                 heartbeat_ms,
+                epoch,
+                durable,
             } => {
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&max_frame.to_le_bytes());
                 out.extend_from_slice(&heartbeat_ms.to_le_bytes());
+                out.extend_from_slice(&epoch.to_le_bytes());
+                out.push(*durable);
             }
             Self::Error { code, id, message } => {
                 out.extend_from_slice(&(*code as u16).to_le_bytes());
@@ -610,6 +625,8 @@ pub fn decode_control(kind: MessageType, payload: &[u8]) -> Result<Control, Wire
             session: r.u64()?,
             max_frame: r.u32()?,
             heartbeat_ms: r.u32()?,
+            epoch: r.u64()?,
+            durable: r.u8()?,
         },
         MessageType::Error => {
             let code = ErrorCode::from_code(u64::from(r.u16()?))
@@ -751,6 +768,8 @@ mod tests {
                 session: 1,
                 max_frame: 4096,
                 heartbeat_ms: 1000,
+                epoch: 0x0102_0304_0506_0708,
+                durable: 1,
             },
             Control::Subscribed { id: 7 },
             Control::Unsubscribed { id: 7 },

@@ -678,6 +678,8 @@ async fn session(conn: &quinn::Connection, id: ConnId, context: &Context) -> Res
             session: id,
             max_frame: limits.max_frame,
             heartbeat_ms: config.heartbeat.as_millis() as u32,
+            epoch: context.fanout.epoch(),
+            durable: context.fanout.durable_kinds(),
         },
     )
     .await?;

@@ -206,6 +206,8 @@ pub struct Seen {
     pub disconnects: Vec<Delivery>,
     pub refused: Vec<Delivery>,
     pub connects: usize,
+    /// The `restarted` kinds of every connect that reported a server restart.
+    pub restarts: Vec<Vec<ChannelKind>>,
 }
 
 impl Seen {
@@ -220,7 +222,12 @@ impl Seen {
             g @ Delivery::Gap { .. } => self.gaps.push(g),
             d @ Delivery::Disconnected { .. } => self.disconnects.push(d),
             r @ Delivery::Refused { .. } => self.refused.push(r),
-            Delivery::Connected { .. } => self.connects += 1,
+            Delivery::Connected { restarted, .. } => {
+                self.connects += 1;
+                if !restarted.is_empty() {
+                    self.restarts.push(restarted);
+                }
+            }
             Delivery::Subscribed { .. } => {}
         }
     }
