@@ -144,7 +144,8 @@ pub struct PipelineConfig {
     /// Run stages in lockstep (deterministic). Default true; false lets strategies run
     /// ahead of execution, as live trading would, and gives up determinism.
     pub lockstep: bool,
-    /// Write every alert line to this file.
+    /// Append every alert line to this file (created if absent; earlier runs' lines are
+    /// kept).
     pub alert_log: Option<PathBuf>,
     /// Alert lines kept in the report. Default 10.
     pub alert_lines: usize,
@@ -655,10 +656,14 @@ impl TradingPipeline {
         let notifier_slot = notifier.summary_slot();
         let writer: Option<Box<dyn std::io::Write + Send>> = match &pc.alert_log {
             Some(path) => Some(Box::new(std::io::BufWriter::new(
-                std::fs::File::create(path).map_err(|source| RunError::AlertLog {
-                    path: path.display().to_string(),
-                    source,
-                })?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| RunError::AlertLog {
+                        path: path.display().to_string(),
+                        source,
+                    })?,
             ))),
             None => None,
         };

@@ -612,7 +612,7 @@ const OPTIONAL_KEYS: &[(&str, &str, &str)] = &[
     (
         "pipeline",
         "alert_log",
-        "\"alerts.log\"  # write every alert line to this file",
+        "\"alerts.log\"  # append every alert line to this file",
     ),
     (
         "journal",
