@@ -139,7 +139,9 @@ pub struct PipelineConfig {
     /// (default), `yielding`, `blocking`, `sleeping`, `busy-spin`. A backoff thread parks for up to 1 ms, which a
     /// paced feed then sees as latency; `yielding` keeps it awake.
     pub ingest_idle: String,
-    /// Cores for the `ingest` and `trading` threads (absent = unpinned).
+    /// Cores for the `ingest` and `trading` threads: `[ingest, trading]`, or `[]` (or
+    /// absent) for unpinned. `[]` undoes a default that pins.
+    #[serde(with = "cores_toml")]
     pub cores: Option<[usize; 2]>,
     /// Run stages in lockstep (deterministic). Default true; false lets strategies run
     /// ahead of execution, as live trading would, and gives up determinism.
@@ -810,4 +812,33 @@ fn take<T>(slot: &Arc<Mutex<Option<T>>>) -> Option<T> {
 /// venue: what `tickwire replay` calls.
 pub fn run_replay<F: Feed + 'static>(feed: F, config: &TradingConfig) -> Result<Report, RunError> {
     TradingPipeline::new(config.clone()).run(feed)
+}
+
+/// `[pipeline] cores` in TOML, which has no null: `[ingest, trading]` pins, `[]` unpins.
+mod cores_toml {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        cores: &Option<[usize; 2]>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match cores {
+            Some(pair) => serializer.collect_seq(pair),
+            None => serializer.collect_seq(std::iter::empty::<usize>()),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<[usize; 2]>, D::Error> {
+        match Vec::<usize>::deserialize(deserializer)?.as_slice() {
+            [] => Ok(None),
+            &[ingest, trading] => Ok(Some([ingest, trading])),
+            other => Err(D::Error::custom(format!(
+                "expected [ingest, trading] or [] (unpinned), got {} cores",
+                other.len()
+            ))),
+        }
+    }
 }

@@ -692,6 +692,23 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_cores_list_unpins_and_survives_print_config() {
+        let config = ServiceConfig::from_toml("[pipeline]\ncores = []\n").expect("parses");
+        assert_eq!(config.pipeline.cores, None, "unpinned, over the default");
+        let printed = config.to_toml().expect("prints");
+        let again = ServiceConfig::from_toml(&printed).expect("its own output parses");
+        assert_eq!(
+            again.pipeline.cores, None,
+            "printed as `cores = []`:\n{printed}"
+        );
+        let err = ServiceConfig::from_toml("[pipeline]\ncores = [1]\n").expect_err("one core");
+        assert!(
+            format!("{err:#}").contains("expected [ingest, trading] or [] (unpinned)"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn an_unknown_key_is_refused_with_its_name() {
         let err =
             ServiceConfig::from_toml("[quic]\nbindd = \"127.0.0.1:1\"\n").expect_err("unknown key");
