@@ -579,6 +579,7 @@ impl ItchBookBuilder {
         }
     }
 
+    #[inline(always)]
     fn write_quote(
         &mut self,
         out: &mut Emitter,
