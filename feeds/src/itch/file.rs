@@ -37,8 +37,8 @@ use std::sync::Arc;
 use tickwire_engine::clock::{Clock, WallClock};
 use tickwire_engine::instrument::InstrumentRegistry;
 
-use super::builder::{ItchBookBuilder, ItchConfig, MAX_EVENTS_PER_MESSAGE};
-use super::messages::{DecodeError, DecodeErrorKind, EncodeError, MessageData, decode};
+use super::builder::{FrameError, ItchBookBuilder, ItchConfig, MAX_EVENTS_PER_MESSAGE};
+use super::messages::{DecodeError, DecodeErrorKind, EncodeError, MessageData};
 use crate::{Feed, FeedError, FeedErrorKind, FeedStatus, Position, Sink};
 
 /// Bytes in a frame's length prefix (2, big-endian, as in Nasdaq's sample files).
@@ -286,9 +286,12 @@ impl<R: Read + Send> Feed for ItchFileFeed<R> {
                     if let Ok(Some((next, _))) = next_frame(&self.buf[self.start..self.end]) {
                         self.builder.prefetch(next);
                     }
-                    let message = match decode(bytes) {
-                        Ok(m) => m,
-                        Err(e) => {
+                    match self
+                        .builder
+                        .apply_frame(bytes, self.messages, receive_ts, sink)
+                    {
+                        Ok(_) => {}
+                        Err(FrameError::Decode(e)) => {
                             let at = offset + (LENGTH_PREFIX + e.offset) as u64;
                             let kind = FeedErrorKind::Malformed(e.kind.to_string());
                             return Err(FeedError::new(
@@ -297,17 +300,14 @@ impl<R: Read + Send> Feed for ItchFileFeed<R> {
                                 kind,
                             ));
                         }
-                    };
-                    if let Err(e) = self
-                        .builder
-                        .apply(&message, self.messages, receive_ts, sink)
-                    {
-                        let kind = FeedErrorKind::Malformed(e.to_string());
-                        return Err(FeedError::new(
-                            self.name.clone(),
-                            Position::Byte(offset),
-                            kind,
-                        ));
+                        Err(FrameError::Build(e)) => {
+                            let kind = FeedErrorKind::Malformed(e.to_string());
+                            return Err(FeedError::new(
+                                self.name.clone(),
+                                Position::Byte(offset),
+                                kind,
+                            ));
+                        }
                     }
                 }
                 Ok(None) if self.eof => {
@@ -339,7 +339,7 @@ impl<R: Read + Send> Feed for ItchFileFeed<R> {
 mod tests {
     use super::*;
     use crate::itch::generator::{GeneratorConfig, generate_file};
-    use crate::itch::messages::{OrderDeleteData, SystemEventData};
+    use crate::itch::messages::{OrderDeleteData, SystemEventData, decode};
     use proptest::prelude::*;
     use tickwire_engine::clock::ManualClock;
     use tickwire_engine::event::Event;
