@@ -109,6 +109,8 @@ const HOT_REFILL: usize = 32;
 #[derive(Debug, Clone)]
 pub struct Levels {
     side: Side,
+    /// XOR-ed into a price to make its sort key: 0 for bids, all ones for asks.
+    key_mask: i64,
     /// The best levels, sorted by key ascending: the best is last.
     hot: Vec<Level>,
     /// The levels worse than all of `hot`, by key (larger is better).
@@ -137,6 +139,7 @@ impl Levels {
     pub fn new(side: Side) -> Self {
         Self {
             side,
+            key_mask: if side == Side::Ask { !0 } else { 0 },
             hot: Vec::new(),
             cold: BTreeMap::new(),
         }
@@ -146,10 +149,7 @@ impl Levels {
     /// order of asks without overflowing at `i64::MIN`.)
     #[inline(always)]
     fn key(&self, price: i64) -> i64 {
-        match self.side {
-            Side::Ask => !price,
-            _ => price,
-        }
+        price ^ self.key_mask
     }
 
     /// Where `price` is, or where it would be inserted.
@@ -203,12 +203,9 @@ impl Levels {
 
     #[cold]
     fn spill(&mut self) {
+        let mask = self.key_mask;
         for level in self.hot.drain(..HOT_SPILL) {
-            let key = match self.side {
-                Side::Ask => !level.price,
-                _ => level.price,
-            };
-            self.cold.insert(key, level);
+            self.cold.insert(level.price ^ mask, level);
         }
     }
 
@@ -252,16 +249,21 @@ impl Levels {
                     orders,
                 },
             ),
-            Slot::Cold => {
-                let level = self.cold.entry(self.key(price)).or_insert(Level {
-                    price,
-                    size: 0,
-                    orders: 0,
-                });
-                level.size += size;
-                level.orders += orders;
-            }
+            Slot::Cold => self.add_cold(price, size, orders),
         }
+    }
+
+    /// [`add`](Self::add) in the map.
+    #[cold]
+    #[inline(never)]
+    fn add_cold(&mut self, price: i64, size: u64, orders: u32) {
+        let level = self.cold.entry(self.key(price)).or_insert(Level {
+            price,
+            size: 0,
+            orders: 0,
+        });
+        level.size += size;
+        level.orders += orders;
     }
 
     /// Removes `size` (and `orders`) at `price`; the level goes when its size reaches 0.
@@ -279,19 +281,24 @@ impl Levels {
                 true
             }
             Slot::Hot(Err(_)) => false,
-            Slot::Cold => {
-                let key = self.key(price);
-                let Some(level) = self.cold.get_mut(&key) else {
-                    return false;
-                };
-                level.size = level.size.saturating_sub(size);
-                level.orders = level.orders.saturating_sub(orders);
-                if level.size == 0 {
-                    self.cold.remove(&key);
-                }
-                true
-            }
+            Slot::Cold => self.remove_cold(price, size, orders),
         }
+    }
+
+    /// [`remove`](Self::remove) in the map.
+    #[cold]
+    #[inline(never)]
+    fn remove_cold(&mut self, price: i64, size: u64, orders: u32) -> bool {
+        let key = self.key(price);
+        let Some(level) = self.cold.get_mut(&key) else {
+            return false;
+        };
+        level.size = level.size.saturating_sub(size);
+        level.orders = level.orders.saturating_sub(orders);
+        if level.size == 0 {
+            self.cold.remove(&key);
+        }
+        true
     }
 
     /// Sets the level at `price` to `size` (L2 feeds); `size == 0` removes it.
@@ -509,12 +516,19 @@ impl OrderBooks {
     }
 
     /// The book of `instrument`, created empty if needed.
+    #[inline]
     pub fn book_mut(&mut self, instrument: u32) -> &mut OrderBook {
         let i = instrument as usize;
         if i >= self.books.len() {
-            self.books.resize_with(i + 1, OrderBook::default);
+            self.grow_books(i + 1);
         }
         &mut self.books[i]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_books(&mut self, len: usize) {
+        self.books.resize_with(len, OrderBook::default);
     }
 
     /// A resting order (a copy: the table stores orders compactly).
@@ -597,7 +611,7 @@ impl OrderBooks {
     }
 
     /// Removes an order entirely; returns it as it was.
-    #[inline]
+    #[inline(always)]
     pub fn delete(&mut self, order_id: u64) -> Result<RestingOrder, BookError> {
         let order = self
             .orders
