@@ -204,7 +204,7 @@ pub enum BuildError {
 }
 
 /// Why [`ItchBookBuilder::apply_frame`] failed.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FrameError {
     /// The bytes are not a message ([`decode`] failed).
     Decode(DecodeError),
@@ -1394,6 +1394,77 @@ mod tests {
             }
         }
         assert!(quotes > 1_000, "{quotes} quotes");
+    }
+
+    /// `apply_frame` (one dispatch on the type byte) does what `decode` then `apply` do:
+    /// same events, errors, statistics and books, on a generated day with every message
+    /// type, mismatches, malformed frames of the fast-path types, and sinks too small.
+    #[test]
+    fn apply_frame_is_decode_then_apply() {
+        use crate::itch::file::Frames;
+        use crate::itch::generator::{GeneratorConfig, generate_file};
+        let config = GeneratorConfig {
+            stocks: 4,
+            messages: 30_000,
+            seed: 5,
+            ..GeneratorConfig::default()
+        };
+        let day = generate_file(&config).expect("a valid day");
+        let mut frames: Vec<Vec<u8>> = Frames::new(&day)
+            .map(|f| f.expect("valid frames").1.to_vec())
+            .collect();
+        // Replayed twice: in the second pass, adds of orders still resting are duplicates
+        // and the rest refer to orders gone (mismatches, with either policy).
+        frames.extend(frames.clone());
+        for tag in [b'A', b'F', b'E', b'C', b'X', b'D', b'U', b'P'] {
+            let len = message_len(tag).expect("an ITCH type");
+            for n in [1, len - 1, len + 1] {
+                let mut m = vec![0u8; n];
+                m[0] = tag;
+                frames.push(m);
+            }
+            // The right length but a bad side or an unknown locate's blank symbol.
+            let mut m = vec![b'?'; len];
+            m[0] = tag;
+            frames.push(m);
+        }
+        frames.push(vec![b'z'; 12]);
+        frames.push(Vec::new());
+        for policy in [MismatchPolicy::Skip, MismatchPolicy::Fail] {
+            let config = ItchConfig {
+                mismatch: policy,
+                ..ItchConfig::default()
+            };
+            let (mut fast, mut slow) = (
+                ItchBookBuilder::new(config.clone()),
+                ItchBookBuilder::new(config),
+            );
+            let (mut a, mut b) = ([Event::default(); 3], [Event::default(); 3]);
+            for (i, frame) in frames.iter().enumerate() {
+                let seq = i as u64 + 1;
+                if i % 97 == 0 {
+                    fast.flag_next(flags::GAP);
+                    slow.flag_next(flags::GAP);
+                }
+                for room in [2, 3] {
+                    let mut sink_a = Sink::from_slice(&mut a[..room]);
+                    let got = fast.apply_frame(frame, seq, 7, &mut sink_a);
+                    let mut sink_b = Sink::from_slice(&mut b[..room]);
+                    let want = decode(frame).map_err(FrameError::Decode).and_then(|m| {
+                        slow.apply(&m, seq, 7, &mut sink_b)
+                            .map_err(FrameError::Build)
+                    });
+                    assert_eq!(got, want, "frame {i}, {room} slots");
+                    assert_eq!(sink_a.events(), sink_b.events(), "frame {i}");
+                }
+            }
+            assert_eq!(fast.stats(), slow.stats());
+            assert!(slow.stats().unknown_orders > 0 && slow.stats().duplicate_orders > 0);
+            for instrument in 0..8 {
+                assert_eq!(fast.books().book(instrument), slow.books().book(instrument));
+            }
+            assert_eq!(fast.books().order_count(), slow.books().order_count());
+        }
     }
 
     #[test]
