@@ -77,6 +77,15 @@ pub fn next_frame(bytes: &[u8]) -> Result<Option<(&[u8], usize)>, DecodeError> {
     Ok(bytes.get(LENGTH_PREFIX..end).map(|m| (m, end)))
 }
 
+/// The frame at the start of `bytes` if it is whole: [`next_frame`] without its error, for
+/// a prefetch (which ignores an empty message).
+#[inline(always)]
+fn peek_frame(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    let &[hi, lo] = bytes.first_chunk::<LENGTH_PREFIX>()?;
+    let end = LENGTH_PREFIX + usize::from(u16::from_be_bytes([hi, lo]));
+    bytes.get(LENGTH_PREFIX..end).map(|m| (m, end))
+}
+
 /// Appends `message` to `out` with its length prefix.
 pub fn write_frame(message: &MessageData, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let len = u16::try_from(message.len()).map_err(|_| EncodeError::TooLong(message.len()))?;
@@ -279,14 +288,15 @@ impl<R: Read + Send> Feed for ItchFileFeed<R> {
         let mut budget = MESSAGES_PER_POLL;
         while sink.remaining() >= MAX_EVENTS_PER_MESSAGE && budget > 0 {
             let offset = self.base + self.start as u64;
-            match next_frame(&self.buf[self.start..self.end]) {
+            let rest = &self.buf[self.start..self.end];
+            match next_frame(rest) {
                 Ok(Some((bytes, len))) => {
                     budget -= 1;
                     self.start += len;
                     self.messages += 1;
                     // Start loading what the next message will touch while this one is
                     // applied.
-                    if let Ok(Some((next, _))) = next_frame(&self.buf[self.start..self.end]) {
+                    if let Some((next, _)) = rest.get(len..).and_then(peek_frame) {
                         self.builder.prefetch(next);
                     }
                     match self
