@@ -180,15 +180,19 @@ impl<'a> Sink<'a> {
     /// when the sink is full.
     #[inline(always)]
     pub fn next_slot(&mut self) -> Option<&mut Event> {
-        if self.written == self.capacity {
-            return None;
-        }
         let index = self.written;
+        let slot = match &mut self.slots {
+            Slots::Ring(claim) => {
+                if index == self.capacity {
+                    return None;
+                }
+                claim.slot_mut(index)
+            }
+            // The slice's own bound is the capacity: one check, not two.
+            Slots::Slice(slice) => slice.get_mut(index)?,
+        };
         self.written += 1;
-        Some(match &mut self.slots {
-            Slots::Ring(claim) => claim.slot_mut(index),
-            Slots::Slice(slice) => &mut slice[index],
-        })
+        Some(slot)
     }
 
     /// Writes `event` into the next free slot; returns false when the sink is full.

@@ -84,6 +84,8 @@ impl Slot {
 struct ExactDivisor {
     divisor: u64,
     shift: u32,
+    /// `2^shift - 1`: the bits a multiple of the divisor has clear.
+    low_mask: u64,
     /// The odd part's inverse modulo 2⁶⁴.
     inverse: u64,
     /// The largest quotient that is both a `u32` and an exact result (`odd * q` does not
@@ -107,6 +109,7 @@ impl ExactDivisor {
         Self {
             divisor,
             shift,
+            low_mask: (1u64 << shift) - 1,
             inverse,
             max_quotient: (u64::MAX / odd).min(u64::from(u32::MAX)),
         }
@@ -114,7 +117,7 @@ impl ExactDivisor {
 
     #[inline(always)]
     fn divide(&self, x: u64) -> Option<u32> {
-        if x & ((1u64 << self.shift) - 1) != 0 {
+        if x & self.low_mask != 0 {
             return None;
         }
         // q * odd = x >> shift (mod 2^64) by construction; it is the true quotient exactly

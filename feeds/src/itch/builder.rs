@@ -61,7 +61,11 @@ use tickwire_engine::event::{
 };
 use tickwire_engine::instrument::{InstrumentId, InstrumentRegistry};
 
-use super::messages::{Message, price4, shares, shares64, side, trim_alpha};
+use super::messages::{
+    AddOrder, AddOrderMpid, DecodeError, Message, OrderCancel, OrderDelete, OrderExecuted,
+    OrderExecutedWithPrice, OrderReplace, Trade, decode, price4, shares, shares64, side,
+    trim_alpha,
+};
 use crate::Sink;
 use crate::book::{BookError, OrderBooks, RestingOrder};
 
@@ -197,6 +201,15 @@ pub enum BuildError {
     /// The sink had fewer free slots than one message may need (a caller bug).
     #[error("sink has {0} free slots; a message needs up to {MAX_EVENTS_PER_MESSAGE}")]
     SinkFull(usize),
+}
+
+/// Why [`ItchBookBuilder::apply_frame`] failed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// The bytes are not a message ([`decode`] failed).
+    Decode(DecodeError),
+    /// The message could not be applied ([`ItchBookBuilder::apply`] failed).
+    Build(BuildError),
 }
 
 /// Per-message context: where the events' header fields come from.
@@ -350,98 +363,22 @@ impl ItchBookBuilder {
         receive_ts: u64,
         sink: &mut Sink<'_>,
     ) -> Result<usize, BuildError> {
-        if sink.remaining() < MAX_EVENTS_PER_MESSAGE {
-            return Err(BuildError::SinkFull(sink.remaining()));
-        }
-        self.stats.messages += 1;
-        let header = message.header();
-        let ctx = Ctx {
-            tag: message.tag(),
+        let ctx = self.begin(
+            message.tag(),
+            message.header().timestamp,
             seq,
-            exchange_ts: self.config.midnight_ns.saturating_add(header.timestamp),
             receive_ts,
-        };
-        let written = match message {
-            Message::AddOrder(m) => self.add(
-                ctx,
-                m.stock_locate(),
-                &m.stock(),
-                m.order_ref(),
-                m.side(),
-                (m.shares(), m.price()),
-                sink,
-            )?,
-            Message::AddOrderMpid(m) => self.add(
-                ctx,
-                m.stock_locate(),
-                &m.stock(),
-                m.order_ref(),
-                m.side(),
-                (m.shares(), m.price()),
-                sink,
-            )?,
-            Message::OrderExecuted(m) => self.execute(
-                ctx,
-                m.order_ref(),
-                m.executed_shares(),
-                m.match_number(),
-                None,
-                sink,
-            )?,
-            Message::OrderExecutedWithPrice(m) => self.execute(
-                ctx,
-                m.order_ref(),
-                m.executed_shares(),
-                m.match_number(),
-                Some((m.execution_price(), m.printable() == b'Y')),
-                sink,
-            )?,
-            Message::OrderCancel(m) => {
-                let order_ref = m.order_ref();
-                match self.books.reduce(order_ref, shares(m.cancelled_shares())) {
-                    Ok(before) => self.removed(
-                        ctx,
-                        order_ref,
-                        before,
-                        BookAction::Cancel,
-                        shares(m.cancelled_shares()),
-                        sink,
-                    )?,
-                    Err(e) => self.mismatch(ctx.tag, e)?,
-                }
-            }
-            Message::OrderDelete(m) => {
-                let order_ref = m.order_ref();
-                match self.books.delete(order_ref) {
-                    Ok(before) => self.removed(
-                        ctx,
-                        order_ref,
-                        before,
-                        BookAction::Cancel,
-                        before.size,
-                        sink,
-                    )?,
-                    Err(e) => self.mismatch(ctx.tag, e)?,
-                }
-            }
-            Message::OrderReplace(m) => self.replace(
-                ctx,
-                m.original_order_ref(),
-                m.new_order_ref(),
-                (m.shares(), m.price()),
-                sink,
-            )?,
-            Message::Trade(m) => {
-                let instrument = self.instrument(m.stock_locate(), &m.stock())?;
-                self.print(
-                    ctx,
-                    instrument,
-                    price4(m.price()),
-                    shares(m.shares()),
-                    m.match_number(),
-                    sink,
-                )?
-            }
+            sink,
+        )?;
+        match *message {
+            Message::AddOrder(m) => self.on_add_order(ctx, m, sink),
+            Message::AddOrderMpid(m) => self.on_add_order_mpid(ctx, m, sink),
+            Message::OrderExecuted(m) => self.on_executed(ctx, m, sink),
+            Message::OrderExecutedWithPrice(m) => self.on_executed_with_price(ctx, m, sink),
+            Message::OrderCancel(m) => self.on_cancel(ctx, m, sink),
+            Message::OrderDelete(m) => self.on_delete(ctx, m, sink),
+            Message::OrderReplace(m) => self.on_replace(ctx, m, sink),
+            Message::Trade(m) => self.on_trade(ctx, m, sink),
             Message::CrossTrade(m) => {
                 let instrument = self.instrument(m.stock_locate(), &m.stock())?;
                 let size = shares64(m.shares()).ok_or(BuildError::SizeOverflow {
@@ -455,7 +392,7 @@ impl ItchBookBuilder {
                     size,
                     m.match_number(),
                     sink,
-                )?
+                )
             }
             Message::StockTradingAction(m) => {
                 let instrument = self.instrument(m.stock_locate(), &m.stock())?;
@@ -467,15 +404,15 @@ impl ItchBookBuilder {
                     ..Status::default()
                 });
                 self.pending_flags = 0;
-                1
+                Ok(1)
             }
             Message::StockDirectory(m) => {
                 self.register(m.stock_locate(), &m.stock())?;
-                0
+                Ok(0)
             }
             Message::BrokenTrade(_) => {
                 self.stats.broken_trades += 1;
-                0
+                Ok(0)
             }
             Message::SystemEvent(_)
             | Message::RegSho(_)
@@ -487,9 +424,227 @@ impl ItchBookBuilder {
             | Message::OperationalHalt(_)
             | Message::Noii(_)
             | Message::Rpii(_)
-            | Message::DlcrPriceDiscovery(_) => 0,
-        };
-        Ok(written)
+            | Message::DlcrPriceDiscovery(_) => Ok(0),
+        }
+    }
+
+    /// Decodes one whole message (as [`decode`] takes it) and applies it: the same as
+    /// `decode` then [`apply`](Self::apply), errors included, with one dispatch on the
+    /// type byte for the order-flow messages instead of decode's, then apply's on the
+    /// decoded message (about 40 instructions a message less, callgrind).
+    #[inline]
+    pub(crate) fn apply_frame(
+        &mut self,
+        bytes: &[u8],
+        seq: u64,
+        receive_ts: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, FrameError> {
+        macro_rules! fast {
+            ($view:ident, $handler:ident) => {
+                match <&[u8; $view::LEN]>::try_from(bytes) {
+                    Ok(b) => {
+                        let m = $view(b);
+                        let ctx = self
+                            .begin($view::TAG, m.timestamp(), seq, receive_ts, sink)
+                            .map_err(FrameError::Build)?;
+                        self.$handler(ctx, m, sink).map_err(FrameError::Build)
+                    }
+                    // A wrong length: `decode` reports it.
+                    Err(_) => self.apply_decoded(bytes, seq, receive_ts, sink),
+                }
+            };
+        }
+        match bytes.first() {
+            Some(&AddOrder::TAG) => fast!(AddOrder, on_add_order),
+            Some(&AddOrderMpid::TAG) => fast!(AddOrderMpid, on_add_order_mpid),
+            Some(&OrderExecuted::TAG) => fast!(OrderExecuted, on_executed),
+            Some(&OrderExecutedWithPrice::TAG) => {
+                fast!(OrderExecutedWithPrice, on_executed_with_price)
+            }
+            Some(&OrderCancel::TAG) => fast!(OrderCancel, on_cancel),
+            Some(&OrderDelete::TAG) => fast!(OrderDelete, on_delete),
+            Some(&OrderReplace::TAG) => fast!(OrderReplace, on_replace),
+            Some(&Trade::TAG) => fast!(Trade, on_trade),
+            _ => self.apply_decoded(bytes, seq, receive_ts, sink),
+        }
+    }
+
+    /// [`decode`] then [`apply`](Self::apply): the other messages of
+    /// [`apply_frame`](Self::apply_frame), and malformed ones.
+    #[inline(never)]
+    fn apply_decoded(
+        &mut self,
+        bytes: &[u8],
+        seq: u64,
+        receive_ts: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, FrameError> {
+        let message = decode(bytes).map_err(FrameError::Decode)?;
+        self.apply(&message, seq, receive_ts, sink)
+            .map_err(FrameError::Build)
+    }
+
+    /// The checks and counting every message starts with, and its context.
+    #[inline(always)]
+    fn begin(
+        &mut self,
+        tag: u8,
+        timestamp: u64,
+        seq: u64,
+        receive_ts: u64,
+        sink: &Sink<'_>,
+    ) -> Result<Ctx, BuildError> {
+        if sink.remaining() < MAX_EVENTS_PER_MESSAGE {
+            return Err(BuildError::SinkFull(sink.remaining()));
+        }
+        self.stats.messages += 1;
+        Ok(Ctx {
+            tag,
+            seq,
+            exchange_ts: self.config.midnight_ns.saturating_add(timestamp),
+            receive_ts,
+        })
+    }
+
+    #[inline(always)]
+    fn on_add_order(
+        &mut self,
+        ctx: Ctx,
+        m: AddOrder<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, BuildError> {
+        self.add(
+            ctx,
+            m.stock_locate(),
+            &m.stock(),
+            m.order_ref(),
+            m.side(),
+            (m.shares(), m.price()),
+            sink,
+        )
+    }
+
+    #[inline(always)]
+    fn on_add_order_mpid(
+        &mut self,
+        ctx: Ctx,
+        m: AddOrderMpid<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, BuildError> {
+        self.add(
+            ctx,
+            m.stock_locate(),
+            &m.stock(),
+            m.order_ref(),
+            m.side(),
+            (m.shares(), m.price()),
+            sink,
+        )
+    }
+
+    #[inline(always)]
+    fn on_executed(
+        &mut self,
+        ctx: Ctx,
+        m: OrderExecuted<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, BuildError> {
+        self.execute(
+            ctx,
+            m.order_ref(),
+            m.executed_shares(),
+            m.match_number(),
+            None,
+            sink,
+        )
+    }
+
+    #[inline(always)]
+    fn on_executed_with_price(
+        &mut self,
+        ctx: Ctx,
+        m: OrderExecutedWithPrice<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, BuildError> {
+        self.execute(
+            ctx,
+            m.order_ref(),
+            m.executed_shares(),
+            m.match_number(),
+            Some((m.execution_price(), m.printable() == b'Y')),
+            sink,
+        )
+    }
+
+    #[inline(always)]
+    fn on_cancel(
+        &mut self,
+        ctx: Ctx,
+        m: OrderCancel<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, BuildError> {
+        let order_ref = m.order_ref();
+        let size = shares(m.cancelled_shares());
+        match self.books.reduce(order_ref, size) {
+            Ok(before) => self.removed(ctx, order_ref, before, BookAction::Cancel, size, sink),
+            Err(e) => self.mismatch(ctx.tag, e),
+        }
+    }
+
+    #[inline(always)]
+    fn on_delete(
+        &mut self,
+        ctx: Ctx,
+        m: OrderDelete<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, BuildError> {
+        let order_ref = m.order_ref();
+        match self.books.delete(order_ref) {
+            Ok(before) => self.removed(
+                ctx,
+                order_ref,
+                before,
+                BookAction::Cancel,
+                before.size,
+                sink,
+            ),
+            Err(e) => self.mismatch(ctx.tag, e),
+        }
+    }
+
+    #[inline(always)]
+    fn on_replace(
+        &mut self,
+        ctx: Ctx,
+        m: OrderReplace<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, BuildError> {
+        self.replace(
+            ctx,
+            m.original_order_ref(),
+            m.new_order_ref(),
+            (m.shares(), m.price()),
+            sink,
+        )
+    }
+
+    #[inline(always)]
+    fn on_trade(
+        &mut self,
+        ctx: Ctx,
+        m: Trade<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, BuildError> {
+        let instrument = self.instrument(m.stock_locate(), &m.stock())?;
+        self.print(
+            ctx,
+            instrument,
+            price4(m.price()),
+            shares(m.shares()),
+            m.match_number(),
+            sink,
+        )
     }
 
     #[inline(always)]
@@ -579,6 +734,7 @@ impl ItchBookBuilder {
         }
     }
 
+    #[inline(always)]
     fn write_quote(
         &mut self,
         out: &mut Emitter,
@@ -1238,6 +1394,77 @@ mod tests {
             }
         }
         assert!(quotes > 1_000, "{quotes} quotes");
+    }
+
+    /// `apply_frame` (one dispatch on the type byte) does what `decode` then `apply` do:
+    /// same events, errors, statistics and books, on a generated day with every message
+    /// type, mismatches, malformed frames of the fast-path types, and sinks too small.
+    #[test]
+    fn apply_frame_is_decode_then_apply() {
+        use crate::itch::file::Frames;
+        use crate::itch::generator::{GeneratorConfig, generate_file};
+        let config = GeneratorConfig {
+            stocks: 4,
+            messages: 30_000,
+            seed: 5,
+            ..GeneratorConfig::default()
+        };
+        let day = generate_file(&config).expect("a valid day");
+        let mut frames: Vec<Vec<u8>> = Frames::new(&day)
+            .map(|f| f.expect("valid frames").1.to_vec())
+            .collect();
+        // Replayed twice: in the second pass, adds of orders still resting are duplicates
+        // and the rest refer to orders gone (mismatches, with either policy).
+        frames.extend(frames.clone());
+        for tag in [b'A', b'F', b'E', b'C', b'X', b'D', b'U', b'P'] {
+            let len = message_len(tag).expect("an ITCH type");
+            for n in [1, len - 1, len + 1] {
+                let mut m = vec![0u8; n];
+                m[0] = tag;
+                frames.push(m);
+            }
+            // The right length but a bad side or an unknown locate's blank symbol.
+            let mut m = vec![b'?'; len];
+            m[0] = tag;
+            frames.push(m);
+        }
+        frames.push(vec![b'z'; 12]);
+        frames.push(Vec::new());
+        for policy in [MismatchPolicy::Skip, MismatchPolicy::Fail] {
+            let config = ItchConfig {
+                mismatch: policy,
+                ..ItchConfig::default()
+            };
+            let (mut fast, mut slow) = (
+                ItchBookBuilder::new(config.clone()),
+                ItchBookBuilder::new(config),
+            );
+            let (mut a, mut b) = ([Event::default(); 3], [Event::default(); 3]);
+            for (i, frame) in frames.iter().enumerate() {
+                let seq = i as u64 + 1;
+                if i % 97 == 0 {
+                    fast.flag_next(flags::GAP);
+                    slow.flag_next(flags::GAP);
+                }
+                for room in [2, 3] {
+                    let mut sink_a = Sink::from_slice(&mut a[..room]);
+                    let got = fast.apply_frame(frame, seq, 7, &mut sink_a);
+                    let mut sink_b = Sink::from_slice(&mut b[..room]);
+                    let want = decode(frame).map_err(FrameError::Decode).and_then(|m| {
+                        slow.apply(&m, seq, 7, &mut sink_b)
+                            .map_err(FrameError::Build)
+                    });
+                    assert_eq!(got, want, "frame {i}, {room} slots");
+                    assert_eq!(sink_a.events(), sink_b.events(), "frame {i}");
+                }
+            }
+            assert_eq!(fast.stats(), slow.stats());
+            assert!(slow.stats().unknown_orders > 0 && slow.stats().duplicate_orders > 0);
+            for instrument in 0..8 {
+                assert_eq!(fast.books().book(instrument), slow.books().book(instrument));
+            }
+            assert_eq!(fast.books().order_count(), slow.books().order_count());
+        }
     }
 
     #[test]

@@ -287,7 +287,7 @@ macro_rules! itch_messages {
                 " bytes (ITCH 5.0 §", $spec, "). A zero-copy view over the message bytes; ",
                 "each accessor reads its field when called. The owned twin is [`", stringify!($data), "`].")]
             #[derive(Clone, Copy, PartialEq, Eq)]
-            pub struct $view<'a>(&'a [u8; $len]);
+            pub struct $view<'a>(pub(crate) &'a [u8; $len]);
 
             impl<'a> $view<'a> {
                 #[doc = concat!("The type byte (ITCH 5.0 §", $spec, ").")]

@@ -40,8 +40,8 @@ use tickwire_engine::clock::{Clock, WallClock};
 use tickwire_engine::event::flags;
 use tickwire_engine::instrument::InstrumentRegistry;
 
-use super::builder::{ItchBookBuilder, ItchConfig, MAX_EVENTS_PER_MESSAGE};
-use super::messages::{DecodeError, DecodeErrorKind, EncodeError, MessageData, decode};
+use super::builder::{FrameError, ItchBookBuilder, ItchConfig, MAX_EVENTS_PER_MESSAGE};
+use super::messages::{DecodeError, DecodeErrorKind, EncodeError, MessageData};
 use crate::{Feed, FeedError, FeedErrorKind, FeedStatus, Position, Sink};
 
 /// Session field length (MoldUDP64 v1.00, "Downstream Packet": Session, 10 bytes).
@@ -532,9 +532,16 @@ impl Feed for MoldUdpFeed {
                 continue;
             }
             self.expected = Some(seq.wrapping_add(1));
-            let message = match decode(bytes) {
-                Ok(m) => m,
-                Err(e) => {
+            // Start loading what the datagram's next message will touch while this one is
+            // applied (as the file feed does).
+            if self.left > 0 {
+                if let Some((next, _)) = block_at(&self.buf[..self.len], self.cursor) {
+                    self.builder.prefetch(next);
+                }
+            }
+            match self.builder.apply_frame(bytes, seq, self.receive_ts, sink) {
+                Ok(_) => {}
+                Err(FrameError::Decode(e)) => {
                     let detail = format!(
                         "message {seq} (datagram {}, byte {}): {}",
                         self.stats.datagrams,
@@ -547,21 +554,14 @@ impl Feed for MoldUdpFeed {
                         FeedErrorKind::Malformed(detail),
                     ));
                 }
-            };
-            // Start loading what the datagram's next message will touch while this one is
-            // applied (as the file feed does).
-            if self.left > 0 {
-                if let Some((next, _)) = block_at(&self.buf[..self.len], self.cursor) {
-                    self.builder.prefetch(next);
+                Err(FrameError::Build(e)) => {
+                    let detail = format!("message {seq}: {e}");
+                    return Err(FeedError::new(
+                        self.name.clone(),
+                        Position::Packet(seq),
+                        FeedErrorKind::Malformed(detail),
+                    ));
                 }
-            }
-            if let Err(e) = self.builder.apply(&message, seq, self.receive_ts, sink) {
-                let detail = format!("message {seq}: {e}");
-                return Err(FeedError::new(
-                    self.name.clone(),
-                    Position::Packet(seq),
-                    FeedErrorKind::Malformed(detail),
-                ));
             }
         }
         Ok(if progressed || sink.written() > 0 {
@@ -580,7 +580,9 @@ impl Feed for MoldUdpFeed {
 mod tests {
     use super::*;
     use crate::itch::generator::{GeneratorConfig, ItchGenerator};
-    use crate::itch::messages::{AddOrderData, Header, OrderDeleteData, StockDirectoryData};
+    use crate::itch::messages::{
+        AddOrderData, Header, OrderDeleteData, StockDirectoryData, decode,
+    };
     use proptest::prelude::*;
     use std::time::{Duration, Instant};
     use tickwire_engine::clock::ManualClock;
