@@ -636,6 +636,9 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
             }
             if round > 0 {
                 idler.reset();
+                for _ in 0..idler.settle() {
+                    core::hint::spin_loop();
+                }
                 continue;
             }
             match idler.step() {

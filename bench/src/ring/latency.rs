@@ -199,7 +199,8 @@ impl LatencyCase {
     }
 }
 
-/// The latency cases: tickwire and the `disruptor` crate busy-spinning on pinned threads,
+/// The latency cases: tickwire (busy-spin and spin-batching) and the `disruptor` crate
+/// busy-spinning on pinned threads,
 /// `crossbeam-channel` blocking, `rtrb` busy-spinning.
 pub fn latency_cases() -> Vec<LatencyCase> {
     vec![
@@ -208,6 +209,12 @@ pub fn latency_cases() -> Vec<LatencyCase> {
             idle: "busy-spin",
             capacity: RING,
             run: Box::new(|c| tickwire_latency(c, IdleStrategy::BusySpin)),
+        },
+        LatencyCase {
+            implementation: "tickwire",
+            idle: "spin-batching(64)",
+            capacity: RING,
+            run: Box::new(|c| tickwire_latency(c, IdleStrategy::SPIN_BATCHING)),
         },
         LatencyCase {
             implementation: "disruptor",

@@ -306,6 +306,7 @@ pub fn cases() -> Vec<Case> {
                 cases.push(tickwire_case(scenario, idle, RING));
                 cases.push(tickwire_case(scenario, idle, QUEUE));
                 if spin {
+                    cases.push(tickwire_case(scenario, IdleStrategy::SPIN_BATCHING, RING));
                     let batch = scenario.batch();
                     cases.push(Case::new(
                         scenario,

@@ -52,11 +52,16 @@ pub fn run(
     let mut publisher = ring.build().unwrap_or_else(|e| panic!("{scenario}: {e}"));
     // A spinning consumer is matched by a spinning writer; otherwise the engine's default,
     // which never takes the core its subscribers need.
-    publisher.set_idle_strategy(if idle == IdleStrategy::BusySpin {
-        IdleStrategy::BusySpin
-    } else {
-        IdleStrategy::WRITER_DEFAULT
-    });
+    publisher.set_idle_strategy(
+        if matches!(
+            idle,
+            IdleStrategy::BusySpin | IdleStrategy::SpinBatching { .. }
+        ) {
+            IdleStrategy::BusySpin
+        } else {
+            IdleStrategy::WRITER_DEFAULT
+        },
+    );
 
     let (tx, rx) = mpsc::channel();
     let consumers = subscribers.len();
