@@ -388,7 +388,7 @@ pub struct TableConfig {
 impl Default for TableConfig {
     fn default() -> Self {
         Self {
-            runs: 5,
+            runs: 7,
             warmup_events: 1_000_000,
             target: Duration::from_millis(300),
         }

@@ -397,8 +397,11 @@ impl<T> Publisher<T> {
 
     /// Claims `n` consecutive slots, waiting with the publisher's idle strategy while the
     /// ring is full. Fails only if the ring is halted or `n` exceeds the capacity.
+    #[inline]
     pub fn claim(&mut self, n: usize) -> Result<Claim<'_, T>, ClaimError> {
-        self.wait_for_room(n)?;
+        if self.next + n as u64 > self.limit {
+            self.wait_for_room(n)?;
+        }
         self.try_claim(n)
     }
 
