@@ -28,7 +28,35 @@ pub fn run(
     batch: usize,
     topology: Topology,
 ) -> Duration {
-    let scenario = format!("tickwire {topology:?} {idle} ring {capacity} batch {batch}");
+    // A spinning consumer is matched by a spinning writer; otherwise the engine's default,
+    // which never takes the core its subscribers need.
+    let writer_idle = if matches!(
+        idle,
+        IdleStrategy::BusySpin | IdleStrategy::SpinBatching { .. }
+    ) {
+        IdleStrategy::BusySpin
+    } else {
+        IdleStrategy::WRITER_DEFAULT
+    };
+    run_with_writer(events, capacity, idle, writer_idle, batch, topology)
+}
+
+/// As [`run`], with the writer waiting for room by `writer_idle`.
+///
+/// # Panics
+///
+/// If a consumer misses an event, or the run hangs (see `harness`).
+pub fn run_with_writer(
+    events: u64,
+    capacity: usize,
+    idle: IdleStrategy,
+    writer_idle: IdleStrategy,
+    batch: usize,
+    topology: Topology,
+) -> Duration {
+    let scenario = format!(
+        "tickwire {topology:?} {idle} (writer {writer_idle}) ring {capacity} batch {batch}"
+    );
     let _watchdog = Watchdog::arm(scenario.clone());
     let pinning = Pinning::for_threads(1 + topology.consumers());
     let mut ring =
@@ -50,18 +78,7 @@ pub fn run(
         }
     };
     let mut publisher = ring.build().unwrap_or_else(|e| panic!("{scenario}: {e}"));
-    // A spinning consumer is matched by a spinning writer; otherwise the engine's default,
-    // which never takes the core its subscribers need.
-    publisher.set_idle_strategy(
-        if matches!(
-            idle,
-            IdleStrategy::BusySpin | IdleStrategy::SpinBatching { .. }
-        ) {
-            IdleStrategy::BusySpin
-        } else {
-            IdleStrategy::WRITER_DEFAULT
-        },
-    );
+    publisher.set_idle_strategy(writer_idle);
 
     let (tx, rx) = mpsc::channel();
     let consumers = subscribers.len();
