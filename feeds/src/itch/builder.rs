@@ -532,15 +532,7 @@ impl ItchBookBuilder {
         m: AddOrderMpid<'_>,
         sink: &mut Sink<'_>,
     ) -> Result<usize, BuildError> {
-        self.add(
-            ctx,
-            m.stock_locate(),
-            &m.stock(),
-            m.order_ref(),
-            m.side(),
-            (m.shares(), m.price()),
-            sink,
-        )
+        self.on_add_order(ctx, m.add_order(), sink)
     }
 
     #[inline(always)]

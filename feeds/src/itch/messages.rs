@@ -773,6 +773,19 @@ itch_messages! {
     }
 }
 
+impl<'a> AddOrderMpid<'a> {
+    /// The message without its attribution: an `F` is an `A` (§4.3.1) with the MPID after
+    /// byte 36, so its first 36 bytes read as one (type byte aside).
+    #[inline(always)]
+    pub fn add_order(&self) -> AddOrder<'a> {
+        let (head, _attribution) = self
+            .0
+            .split_first_chunk::<{ AddOrder::LEN }>()
+            .expect("40 bytes hold the 36 of an add order");
+        AddOrder(head)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1008,6 +1021,42 @@ pub(crate) mod tests {
                 char::from(tag)
             );
         }
+    }
+
+    #[test]
+    fn an_attributed_add_reads_as_an_add() {
+        let data = AddOrderMpidData {
+            header: Header {
+                stock_locate: 7,
+                tracking_number: 1,
+                timestamp: 0x1f1a_2b3c_4d5e,
+            },
+            order_ref: 42,
+            side: b'B',
+            shares: 250,
+            stock: *b"MSFT    ",
+            price: 4_123_400,
+            attribution: *b"GSCO",
+        };
+        let mut bytes = Vec::new();
+        MessageData::AddOrderMpid(data)
+            .encode(&mut bytes)
+            .expect("encodable");
+        let Ok(Message::AddOrderMpid(m)) = decode(&bytes) else {
+            panic!("an F message");
+        };
+        let add = m.add_order().to_data();
+        assert_eq!(
+            (
+                add.header,
+                add.order_ref,
+                add.side,
+                add.shares,
+                add.stock,
+                add.price
+            ),
+            (data.header, 42, b'B', 250, *b"MSFT    ", 4_123_400)
+        );
     }
 
     #[test]
