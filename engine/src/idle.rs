@@ -327,26 +327,24 @@ mod tests {
     }
 
     #[test]
-    fn parses_the_documented_names() {
-        assert_eq!(
-            "busy-spin".parse::<IdleStrategy>(),
-            Ok(IdleStrategy::BusySpin)
-        );
-        assert_eq!(
-            "blocking".parse::<IdleStrategy>(),
-            Ok(IdleStrategy::BLOCKING)
-        );
-        assert_eq!(
-            "sleeping".parse::<IdleStrategy>(),
-            Ok(IdleStrategy::SLEEPING)
-        );
-        assert_eq!(
-            "spin-batching".parse::<IdleStrategy>(),
-            Ok(IdleStrategy::SPIN_BATCHING)
-        );
+    fn spin_batching_spins_when_idle_and_settles_after_work() {
         let mut idler = Idler::new(IdleStrategy::SPIN_BATCHING);
         assert_eq!((idler.step(), idler.settle()), (IdleStep::Spin, 64));
         assert_eq!(Idler::new(IdleStrategy::BusySpin).settle(), 0);
+    }
+
+    #[test]
+    fn parses_the_documented_names() {
+        for (name, strategy) in [
+            ("busy-spin", IdleStrategy::BusySpin),
+            ("spin-batching", IdleStrategy::SPIN_BATCHING),
+            ("yielding", IdleStrategy::YIELDING),
+            ("backoff", IdleStrategy::BACKOFF),
+            ("blocking", IdleStrategy::BLOCKING),
+            ("sleeping", IdleStrategy::SLEEPING),
+        ] {
+            assert_eq!(name.parse::<IdleStrategy>(), Ok(strategy), "{name}");
+        }
         let err = "nap"
             .parse::<IdleStrategy>()
             .expect_err("\"nap\" names no strategy");

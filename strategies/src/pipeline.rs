@@ -136,8 +136,8 @@ pub struct PipelineConfig {
     /// `sleeping`, `busy-spin`.
     pub idle: String,
     /// Idle strategy of the ingest thread when its feed has nothing due: `backoff`
-    /// (default), `yielding`, `blocking`, `sleeping`, `busy-spin`. A backoff thread parks for up to 1 ms, which a
-    /// paced feed then sees as latency; `yielding` keeps it awake.
+    /// (default), `yielding`, `blocking`, `sleeping`, `busy-spin`. A backoff thread parks
+    /// for up to 1 ms, which a paced feed then sees as latency; `yielding` keeps it awake.
     pub ingest_idle: String,
     /// Cores for the `ingest` and `trading` threads: `[ingest, trading]`, or `[]` (or
     /// absent) for unpinned. `[]` undoes a default that pins.

@@ -482,21 +482,15 @@ async fn establish(
             });
         }
     };
-    let restarted: Vec<ChannelKind> = if previous_epoch.is_some_and(|p| p != epoch) {
-        config
-            .subscriptions
-            .iter()
-            .map(|s| s.kind)
-            .filter(|kind| durable & kind.bit() == 0)
-            .fold(Vec::new(), |mut kinds, kind| {
-                if !kinds.contains(&kind) {
-                    kinds.push(kind);
-                }
-                kinds
-            })
-    } else {
-        Vec::new()
-    };
+    // The subscribed kinds whose sequences restarted with the server (none if it did not).
+    let mut restarted: Vec<ChannelKind> = Vec::new();
+    if previous_epoch.is_some_and(|p| p != epoch) {
+        for kind in config.subscriptions.iter().map(|s| s.kind) {
+            if durable & kind.bit() == 0 && !restarted.contains(&kind) {
+                restarted.push(kind);
+            }
+        }
+    }
     // Resume points first (held by the server until the subscribe), then the subscribes.
     // A channel whose sequences restarted resumes from its start: everything the new run
     // still retains, or `RESUME_TOO_OLD` if it no longer does.

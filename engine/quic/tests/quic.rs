@@ -21,11 +21,7 @@ async fn every_subscriber_receives_every_event_in_order() {
     let mut h = Harness::start(Limits::default(), FanoutConfig::default());
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let mut c = Client::connect(h.client_config(TOKEN, &["*"], Policy::Disconnect))
-            .await
-            .expect("connects");
-        let mut seen = Seen::default();
-        subscribed(&mut c, &mut seen).await;
+        let (c, seen) = connected(h.client_config(TOKEN, &["*"], Policy::Disconnect)).await;
         clients.push((c, seen));
     }
     let mut expected: HashMap<u32, Vec<u64>> = HashMap::new();
@@ -75,11 +71,7 @@ async fn every_subscriber_receives_every_event_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_client_is_gone_from_the_server_at_once() {
     let mut h = Harness::start(Limits::default(), FanoutConfig::default());
-    let mut c = Client::connect(h.client_config(TOKEN, &["*"], Policy::Disconnect))
-        .await
-        .expect("connects");
-    let mut seen = Seen::default();
-    subscribed(&mut c, &mut seen).await;
+    let (mut c, mut seen) = connected(h.client_config(TOKEN, &["*"], Policy::Disconnect)).await;
     let expected: Vec<u64> = (0..100)
         .map(|i| h.publish(quote(0, i)).checksum())
         .collect();
@@ -120,11 +112,7 @@ async fn after_a_server_restart_restarted_channels_resume_from_their_start() {
         c.data_dir = dir;
     });
     let addr = first.server.local_addr();
-    let mut c = Client::connect(first.client_config(TOKEN, &["*"], Policy::Disconnect))
-        .await
-        .expect("connects");
-    let mut seen = Seen::default();
-    subscribed(&mut c, &mut seen).await;
+    let (mut c, mut seen) = connected(first.client_config(TOKEN, &["*"], Policy::Disconnect)).await;
     let before: Vec<u64> = (0..5)
         .map(|i| first.publish(quote(0, i)).checksum())
         .collect();
@@ -175,11 +163,7 @@ async fn after_a_server_restart_restarted_channels_resume_from_their_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_disconnects_then_resume_lose_and_repeat_nothing() {
     let mut h = Harness::start(Limits::default(), FanoutConfig::default());
-    let mut c = Client::connect(h.client_config(TOKEN, &["*"], Policy::Disconnect))
-        .await
-        .expect("connects");
-    let mut seen = Seen::default();
-    subscribed(&mut c, &mut seen).await;
+    let (mut c, mut seen) = connected(h.client_config(TOKEN, &["*"], Policy::Disconnect)).await;
     let total = 40_000u64;
     let mut md_ring = h.md.take().expect("ring");
     // Publish from a plain thread, paced (~100k/s), while the client is cut five times.
@@ -349,9 +333,7 @@ async fn resume_older_than_the_window_comes_from_the_journal() {
     );
     let mut config = h.client_config(TOKEN, &["*"], Policy::Disconnect);
     config.reconnect_delay = Duration::from_millis(300);
-    let mut c = Client::connect(config).await.expect("connects");
-    let mut seen = Seen::default();
-    subscribed(&mut c, &mut seen).await;
+    let (mut c, mut seen) = connected(config).await;
     let live = 40_000u64;
     let mut md_ring = h.md.take().expect("ring");
     let mut expected_live = expected.clone();
@@ -489,11 +471,8 @@ async fn slow_subscribers_slow_nobody_and_are_told() {
         ..FanoutConfig::default()
     };
     let mut h = Harness::start(limits, fanout);
-    let mut fast = Client::connect(h.client_config(TOKEN, &["*"], Policy::Disconnect))
-        .await
-        .expect("connects");
-    let mut fast_seen = Seen::default();
-    subscribed(&mut fast, &mut fast_seen).await;
+    let (mut fast, mut fast_seen) =
+        connected(h.client_config(TOKEN, &["*"], Policy::Disconnect)).await;
     let mut slow = Vec::new();
     for (patterns, policy) in [
         (["BTC-USD"], Policy::Conflate),   // quotes only: conflated
@@ -507,9 +486,7 @@ async fn slow_subscribers_slow_nobody_and_are_told() {
         // server pushed megabytes into these non-reading clients and flooded loopback UDP:
         // lost CONNECTION_CLOSE packets then surfaced as stateless resets).
         config.receive_window = 64 << 10;
-        let mut c = Client::connect(config).await.expect("connects");
-        let mut seen = Seen::default();
-        subscribed(&mut c, &mut seen).await;
+        let (c, seen) = connected(config).await;
         slow.push((c, seen));
     }
     // The slow clients read nothing while this runs: their windows and queues fill.
@@ -605,9 +582,7 @@ async fn tokens_and_entitlements_are_enforced() {
         policy: Policy::Disconnect,
         patterns: vec!["*".into()],
     });
-    let mut c = Client::connect(config).await.expect("connects");
-    let mut seen = Seen::default();
-    subscribed(&mut c, &mut seen).await;
+    let (mut c, mut seen) = connected(config).await;
     for i in 0..3000 {
         h.publish(quote((i % 3) as u32, i));
     }
@@ -727,11 +702,7 @@ fn hello() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_closes_only_that_connection() {
     let mut h = Harness::start(Limits::default(), FanoutConfig::default());
-    let mut good = Client::connect(h.client_config(TOKEN, &["*"], Policy::Disconnect))
-        .await
-        .expect("connects");
-    let mut seen = Seen::default();
-    subscribed(&mut good, &mut seen).await;
+    let (mut good, mut seen) = connected(h.client_config(TOKEN, &["*"], Policy::Disconnect)).await;
 
     // Garbage before hello.
     let garbage: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
@@ -800,11 +771,7 @@ async fn soak_200_subscribers() {
     let rss_start = rss_kib();
     let mut clients = Vec::new();
     for _ in 0..200 {
-        let mut c = Client::connect(h.client_config(TOKEN, &["*"], Policy::Disconnect))
-            .await
-            .expect("connects");
-        let mut seen = Seen::default();
-        subscribed(&mut c, &mut seen).await;
+        let (c, seen) = connected(h.client_config(TOKEN, &["*"], Policy::Disconnect)).await;
         clients.push((c, seen));
     }
     let mut md_ring = h.md.take().expect("ring");

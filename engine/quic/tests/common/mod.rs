@@ -244,6 +244,14 @@ impl Seen {
     }
 }
 
+/// Connects with `config` and waits (bounded) until its subscription is active.
+pub async fn connected(config: ClientConfig) -> (Client, Seen) {
+    let mut client = Client::connect(config).await.expect("connects");
+    let mut seen = Seen::default();
+    subscribed(&mut client, &mut seen).await;
+    (client, seen)
+}
+
 /// Waits for the subscription to be active.
 pub async fn subscribed(client: &mut Client, seen: &mut Seen) {
     tokio::time::timeout(WAIT, async {
