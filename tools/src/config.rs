@@ -167,6 +167,10 @@ pub struct QuicSection {
     pub retain_per_channel: usize,
     /// Most events one resume may replay from the journal. Default 1048576.
     pub max_journal_replay: usize,
+    /// Longest a channel's events are held back to batch them while most of its
+    /// subscribers are behind, µs (smart batching, docs/protocol.md section 7). Default
+    /// 500; 0 never holds.
+    pub linger_us: u64,
     /// Idle timeout, ms. Default 10000.
     pub idle_timeout_ms: u64,
     /// Keep-alive interval, ms. Default 2000.
@@ -189,6 +193,7 @@ impl Default for QuicSection {
             queue_frames: 1024,
             retain_per_channel: 16_384,
             max_journal_replay: 1 << 20,
+            linger_us: 500,
             idle_timeout_ms: 10_000,
             keep_alive_ms: 2000,
         }
@@ -517,6 +522,12 @@ impl ServiceConfig {
                 self.quic.max_journal_replay
             );
         }
+        if self.quic.linger_us > 100_000 {
+            bail!(
+                "[quic] linger_us = {}: at most 100000 (100 ms); it adds to every late subscriber's latency",
+                self.quic.linger_us
+            );
+        }
         if self.status.interval_ms == 0 {
             bail!("[status] interval_ms = 0: must be at least 1");
         }
@@ -731,6 +742,7 @@ mod tests {
                 "[quic] cert is set but key is not",
             ),
             ("[pipeline]\nidle = \"sleepy\"\n", "[pipeline] idle"),
+            ("[quic]\nlinger_us = 1000000\n", "[quic] linger_us = 1000000"),
         ];
         for (text, expected) in cases {
             let config = ServiceConfig::from_toml(text).expect("parses");

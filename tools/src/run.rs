@@ -286,6 +286,7 @@ impl Service {
                     instruments: instruments.clone(),
                     journal: journal_dir.clone(),
                     max_journal_replay: config.quic.max_journal_replay,
+                    linger: Duration::from_micros(config.quic.linger_us),
                     ..FanoutConfig::default()
                 },
             )

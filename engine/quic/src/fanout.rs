@@ -13,6 +13,22 @@
 //! [`Closer`], subscribes on its behalf, and writes whatever arrives on the queue's
 //! receiving half to its stream.
 //!
+//! **Smart batching.** A channel's batch normally goes out at the end of the `do_work` that
+//! read it, so an idle subscriber sees an event as soon as the agent does. But when more
+//! than half of a channel's subscribers still have frames queued (their writers, or the
+//! network, or the subscribers themselves are behind), sending one small frame per poll
+//! only lengthens their queues: each frame costs a queue slot, a stream write and a parse
+//! on the subscriber whatever it holds. So the agent then **holds the batch back** and
+//! lets later events join it, until most of those subscribers have drained their queues,
+//! the batch reaches `max_batch` events (it may then hold up to `2 * max_batch - 1`), or
+//! it has been held for [`FanoutConfig::linger`] (500 µs by default; the agent's idle
+//! strategy re-checks while parked, so add its longest park). Fewer, larger frames let
+//! the subscribers catch up instead of falling further behind. Within a channel the order
+//! and the sequences are unchanged; across channels, an event may now reach a subscriber
+//! up to `linger` after an event published later on another channel (channels were
+//! already sent one after another per batch). A subscriber joining a channel first
+//! flushes what is held, so its retained-window replay and the live frames never overlap.
+//!
 //! **Sequences and the journal.** Without a journal every channel counts from 1 when the
 //! agent starts, and a resume is served from the retained window only. With
 //! [`FanoutConfig::journal`] (the journal the service's recorder writes the market-data
@@ -54,6 +70,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
@@ -107,6 +124,10 @@ pub struct FanoutConfig {
     /// publisher's thread, between ring batches, so this also bounds how long one resume
     /// holds up live delivery (memory-mapped reads, plus page faults when cold).
     pub max_journal_replay: usize,
+    /// The longest a channel's batch is held back while more than half of its subscribers
+    /// have frames queued (default 500 µs; zero never holds): see **smart batching** in the
+    /// module docs.
+    pub linger: Duration,
 }
 
 impl Default for FanoutConfig {
@@ -118,6 +139,7 @@ impl Default for FanoutConfig {
             instruments: InstrumentRegistry::default(),
             journal: None,
             max_journal_replay: 1 << 20,
+            linger: Duration::from_micros(500),
         }
     }
 }
@@ -262,8 +284,11 @@ struct Channel {
     last: u64,
     /// The last events, sequences `last - window.len() + 1 ..= last`.
     window: VecDeque<Event>,
-    /// This do_work's events for subscribers, encoded once at the end of the batch.
+    /// Events for subscribers not yet sent: this do_work's, plus any held back (see
+    /// [`FanoutConfig::linger`]); encoded once when flushed.
     batch: EventBatch,
+    /// When the first event of a held `batch` was held back.
+    held_since: Option<Instant>,
     subscribers: Vec<ConnId>,
     /// With a journal, market data only: `marks[i]` is the journal sequence of this
     /// channel's sequence `i * MARK_EVERY + 1`.
@@ -454,6 +479,7 @@ impl Channel {
                 channel: id.kind as u8,
                 ..EventBatch::default()
             },
+            held_since: None,
             subscribers: Vec::new(),
             marks: Vec::new(),
         }
@@ -639,6 +665,11 @@ impl Agent for PublisherAgent {
     fn do_work(&mut self) -> usize {
         let mut work = 0;
         while let Ok(command) = self.commands.try_recv() {
+            if work == 0 {
+                // A subscriber joining a channel gets the retained window, which already
+                // holds the held events: they go out to the current subscribers first.
+                self.core.flush_batches(true);
+            }
             self.core.apply(command);
             work += 1;
         }
@@ -652,7 +683,7 @@ impl Agent for PublisherAgent {
                 core.ingest(event, base.map(|b| b + seq));
             });
         }
-        self.core.flush_batches();
+        self.core.flush_batches(false);
         work += self.core.flush_pending();
         work
     }
@@ -664,7 +695,7 @@ impl Agent for PublisherAgent {
     fn on_close(&mut self) -> Result<(), AgentError> {
         // The stream ended: what was pending goes out, then every connection's queue is
         // dropped, so its writer finishes the event stream after the last frame.
-        self.core.flush_batches();
+        self.core.flush_batches(true);
         self.core.flush_pending();
         self.core.conns.clear();
         Ok(())
@@ -733,14 +764,22 @@ impl Core {
         }
     }
 
-    /// Encodes each touched channel's batch once and offers it to every subscriber.
-    fn flush_batches(&mut self) {
-        for id in self.touched.drain(..) {
-            let Some(ch) = self.channels.get_mut(&id) else {
-                continue;
+    /// Encodes each touched channel's batch once and offers it to every subscriber, but
+    /// holds back (unless `force`) a batch most of whose subscribers are busy, for up to
+    /// [`FanoutConfig::linger`] (see the module docs).
+    fn flush_batches(&mut self, force: bool) {
+        let mut now = None;
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.retain(|id| {
+            let Some(ch) = self.channels.get_mut(id) else {
+                return false;
             };
+            if !force && hold(ch, &self.conns, &self.config, &mut now) {
+                return true;
+            }
+            ch.held_since = None;
             let Some(latest) = ch.batch.events.last().copied() else {
-                continue;
+                return false;
             };
             let frame = encode_event_frame(&ch.batch);
             self.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
@@ -754,7 +793,7 @@ impl Core {
                 if let Some(conn) = self.conns.get_mut(conn_id) {
                     offer(
                         conn,
-                        id,
+                        *id,
                         &frame,
                         quotes_only,
                         (ch.last, latest),
@@ -762,7 +801,9 @@ impl Core {
                     );
                 }
             }
-        }
+            false
+        });
+        self.touched = touched;
     }
 
     /// Sends conflated quotes to connections whose queues have room again.
@@ -1003,6 +1044,37 @@ impl Core {
     }
 }
 
+/// Whether to hold back `ch`'s batch for now (smart batching, see the module docs): it is
+/// short of `max_batch` events, more than half of its subscribers still have frames queued,
+/// and it has been held for less than `linger`. `now` is read once per flush, when needed.
+fn hold(
+    ch: &mut Channel,
+    conns: &HashMap<ConnId, Conn>,
+    config: &FanoutConfig,
+    now: &mut Option<Instant>,
+) -> bool {
+    if config.linger.is_zero() || ch.batch.events.len() >= config.max_batch {
+        return false;
+    }
+    let busy = ch
+        .subscribers
+        .iter()
+        .filter_map(|c| conns.get(c))
+        .filter(|c| !c.closed && c.queue.capacity() < c.queue.max_capacity())
+        .count();
+    if busy * 2 <= ch.subscribers.len() {
+        return false;
+    }
+    let now = *now.get_or_insert_with(Instant::now);
+    match ch.held_since {
+        None => {
+            ch.held_since = Some(now);
+            true
+        }
+        Some(since) => now.duration_since(since) < config.linger,
+    }
+}
+
 /// Sends a delivery's conflated quote; false if the queue is still full.
 fn send_pending(queue: &mpsc::Sender<Bytes>, id: ChannelId, d: &mut Delivery) -> bool {
     let Some((sequence, event)) = d.pending else {
@@ -1074,5 +1146,191 @@ fn offer(
             "subscriber queue full and a non-quote event cannot be conflated",
             stats,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tickwire_engine::event::Quote;
+    use tickwire_engine::ring::{Publisher, RingBuilder};
+
+    use super::*;
+    use crate::protocol::{HEADER_LEN, access_event_batch, aligned_payload, decode_header};
+
+    /// Records the codes it was asked to close with.
+    #[derive(Default)]
+    struct Closes(Mutex<Vec<ErrorCode>>);
+
+    impl Closer for Closes {
+        fn close(&self, code: ErrorCode, _reason: &str) {
+            self.0.lock().expect("not poisoned").push(code);
+        }
+    }
+
+    struct Rig {
+        md: Publisher<Event>,
+        agent: PublisherAgent,
+        handle: FanoutHandle,
+        runtime: tokio::runtime::Runtime,
+        closes: Arc<Closes>,
+    }
+
+    impl Rig {
+        fn new(linger: Duration) -> Self {
+            let mut ring = RingBuilder::<Event>::new(64).expect("power of two");
+            let source = ring.subscriber("publisher");
+            let md = ring.build().expect("has a subscriber");
+            let config = FanoutConfig {
+                linger,
+                ..FanoutConfig::default()
+            };
+            let (agent, handle) = PublisherAgent::new(vec![source], config);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("runtime");
+            Self {
+                md,
+                agent,
+                handle,
+                runtime,
+                closes: Arc::default(),
+            }
+        }
+
+        fn quote(&mut self) {
+            self.md
+                .publish(|e| {
+                    *e = Event::new(0, 7, 0, 0);
+                    e.set_quote(Quote::default());
+                })
+                .expect("room");
+        }
+
+        /// Attaches `conn` with a queue of 16 frames and subscribes it to all market data,
+        /// resuming after `resume` when given; returns the queue's receiving end.
+        fn subscriber(&mut self, conn: ConnId, resume: Option<u64>) -> mpsc::Receiver<Bytes> {
+            let (tx, rx) = mpsc::channel(16);
+            self.handle
+                .attach(conn, tx, Arc::clone(&self.closes) as Arc<dyn Closer>);
+            let request = SubscribeRequest {
+                id: 1,
+                kind: ChannelKind::MarketData,
+                policy: Policy::Disconnect,
+                patterns: vec!["*".into()],
+            };
+            let handle = self.handle.clone();
+            let resume = resume.map(|last| vec![(7, last)]).unwrap_or_default();
+            let agent = &mut self.agent;
+            self.runtime.block_on(async move {
+                let reply = tokio::spawn(async move {
+                    handle
+                        .subscribe(conn, request, vec!["*".into()], resume)
+                        .await
+                });
+                for _ in 0..1000 {
+                    tokio::task::yield_now().await;
+                    agent.do_work();
+                    if reply.is_finished() {
+                        break;
+                    }
+                }
+                let answer = tokio::time::timeout(Duration::from_secs(5), reply).await;
+                answer
+                    .expect("subscribe answered in time")
+                    .expect("subscribe task")
+                    .expect("subscribed");
+            });
+            rx
+        }
+    }
+
+    /// The sequences a queue holds now, one `Vec` per frame.
+    fn frames(rx: &mut mpsc::Receiver<Bytes>) -> Vec<Vec<u64>> {
+        let mut out = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            let header: &[u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().expect("header");
+            let (_, len) = decode_header(header, u32::MAX).expect("valid header");
+            let mut payload = aligned_payload(len);
+            payload.copy_from_slice(&frame[HEADER_LEN..]);
+            let batch = access_event_batch(&payload).expect("valid batch");
+            let first = batch.first_sequence.to_native();
+            out.push((first..first + batch.events.len() as u64).collect());
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_is_held_while_its_subscriber_is_behind_then_sent_whole() {
+        let mut rig = Rig::new(Duration::from_secs(3600));
+        let mut rx = rig.subscriber(1, None);
+        rig.quote();
+        assert_eq!(rig.agent.do_work(), 1);
+        // Frame 1 stays queued: the subscriber is behind, so 2..=4 wait and join up.
+        for _ in 0..3 {
+            rig.quote();
+            assert_eq!(rig.agent.do_work(), 1);
+        }
+        let first = rx.try_recv().expect("frame 1 was sent at once");
+        assert_eq!(first.len(), HEADER_LEN + 8 + 64 + 8 + 8, "one event");
+        // The queue is empty now: the held batch goes out whole at the next look.
+        rig.agent.do_work();
+        assert_eq!(frames(&mut rx), vec![vec![2, 3, 4]]);
+        // Keeping up again, every poll's events are sent at once.
+        rig.quote();
+        rig.agent.do_work();
+        assert_eq!(frames(&mut rx), vec![vec![5]]);
+        assert!(rig.closes.0.lock().expect("not poisoned").is_empty());
+    }
+
+    #[test]
+    fn a_held_batch_goes_out_after_linger_even_when_the_subscriber_stays_behind() {
+        let mut rig = Rig::new(Duration::from_millis(20));
+        let mut rx = rig.subscriber(1, None);
+        rig.quote();
+        rig.agent.do_work();
+        rig.quote();
+        rig.agent.do_work();
+        // Frame 1 is still queued, so event 2 is held...
+        assert_eq!(rx.len(), 1);
+        std::thread::sleep(Duration::from_millis(40));
+        // ...until linger has passed.
+        rig.agent.do_work();
+        assert_eq!(frames(&mut rx), vec![vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn zero_linger_never_holds() {
+        let mut rig = Rig::new(Duration::ZERO);
+        let mut rx = rig.subscriber(1, None);
+        for _ in 0..3 {
+            rig.quote();
+            rig.agent.do_work();
+        }
+        assert_eq!(frames(&mut rx), vec![vec![1], vec![2], vec![3]]);
+    }
+
+    #[test]
+    fn a_subscriber_resuming_while_a_batch_is_held_gets_each_event_once() {
+        let mut rig = Rig::new(Duration::from_secs(3600));
+        let mut behind = rig.subscriber(1, None);
+        rig.quote();
+        rig.agent.do_work();
+        rig.quote();
+        rig.quote();
+        rig.agent.do_work();
+        assert_eq!(behind.len(), 1, "events 2 and 3 are held");
+        // A second subscriber resumes after sequence 1: the window replays 2 and 3, and
+        // the held frame went to the first subscriber only, before it joined.
+        let mut late = rig.subscriber(2, Some(1));
+        let mut seen: Vec<u64> = frames(&mut late).into_iter().flatten().collect();
+        rig.quote();
+        rig.agent.do_work();
+        seen.extend(frames(&mut late).into_iter().flatten());
+        assert_eq!(seen, vec![2, 3, 4]);
+        let first: Vec<u64> = frames(&mut behind).into_iter().flatten().collect();
+        assert_eq!(first, vec![1, 2, 3, 4]);
     }
 }
