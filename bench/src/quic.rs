@@ -33,6 +33,7 @@ use tickwire_quic::protocol::{
     aligned_payload, decode_header, encode_event_frame,
 };
 use tickwire_quic::server::{Entitlement, Limits, Server, ServerConfig, TokenEntry};
+use tickwire_quic::{SOCKET_BUFFER, bind_udp};
 
 const TOKEN: &str = "bench";
 /// Instruments the quotes cycle through.
@@ -404,11 +405,15 @@ fn bare_server() -> (quinn::Endpoint, Vec<u8>) {
         .expect("cert");
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic tls");
-    let endpoint = quinn::Endpoint::server(
-        quinn::ServerConfig::with_crypto(Arc::new(quic)),
-        "127.0.0.1:0".parse().expect("addr"),
+    // The same socket buffers as tickwire's endpoints (and `connect_raw`'s client).
+    let socket = bind_udp("127.0.0.1:0".parse().expect("addr"), SOCKET_BUFFER).expect("bind");
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(quinn::ServerConfig::with_crypto(Arc::new(quic))),
+        socket,
+        quinn::default_runtime().expect("inside a tokio runtime"),
     )
-    .expect("bind");
+    .expect("endpoint");
     (endpoint, cert.as_ref().to_vec())
 }
 

@@ -175,6 +175,9 @@ pub struct QuicSection {
     pub idle_timeout_ms: u64,
     /// Keep-alive interval, ms. Default 2000.
     pub keep_alive_ms: u64,
+    /// UDP send and receive buffer asked of the kernel, KiB (capped by
+    /// `net.core.wmem_max`/`rmem_max`; 0 keeps the kernel's default). Default 4096.
+    pub socket_buffer_kib: usize,
 }
 
 impl Default for QuicSection {
@@ -196,6 +199,7 @@ impl Default for QuicSection {
             linger_us: 500,
             idle_timeout_ms: 10_000,
             keep_alive_ms: 2000,
+            socket_buffer_kib: tickwire_quic::SOCKET_BUFFER >> 10,
         }
     }
 }
@@ -522,6 +526,12 @@ impl ServiceConfig {
                 self.quic.max_journal_replay
             );
         }
+        if self.quic.socket_buffer_kib > 1 << 20 {
+            bail!(
+                "[quic] socket_buffer_kib = {}: at most 1048576 (1 GiB)",
+                self.quic.socket_buffer_kib
+            );
+        }
         if self.quic.linger_us > 100_000 {
             bail!(
                 "[quic] linger_us = {}: at most 100000 (100 ms); it adds to every late subscriber's latency",
@@ -742,7 +752,10 @@ mod tests {
                 "[quic] cert is set but key is not",
             ),
             ("[pipeline]\nidle = \"sleepy\"\n", "[pipeline] idle"),
-            ("[quic]\nlinger_us = 1000000\n", "[quic] linger_us = 1000000"),
+            (
+                "[quic]\nlinger_us = 1000000\n",
+                "[quic] linger_us = 1000000",
+            ),
         ];
         for (text, expected) in cases {
             let config = ServiceConfig::from_toml(text).expect("parses");

@@ -852,6 +852,7 @@ fn server_config(config: &ServiceConfig) -> Result<ServerConfig> {
         tokens,
         idle_timeout: Duration::from_millis(q.idle_timeout_ms),
         keep_alive: Duration::from_millis(q.keep_alive_ms),
+        socket_buffer: q.socket_buffer_kib << 10,
         ..ServerConfig::default()
     };
     server.limits.max_connections = q.max_connections;

@@ -106,6 +106,11 @@ pub struct ClientConfig {
     pub receive_window: u32,
     /// The client certificate for a server with mutual TLS [none].
     pub client_auth: Option<ClientAuth>,
+    /// UDP send and receive buffer asked of the kernel, bytes [`SOCKET_BUFFER`, 4 MiB; 0
+    /// keeps the kernel's defaults].
+    ///
+    /// [`SOCKET_BUFFER`]: crate::SOCKET_BUFFER
+    pub socket_buffer: usize,
 }
 
 /// A client certificate chain and its private key, for servers that require mutual TLS.
@@ -171,6 +176,7 @@ impl ClientConfig {
             buffer: 1024,
             receive_window: 8 << 20,
             client_auth: None,
+            socket_buffer: crate::SOCKET_BUFFER,
         }
     }
 }
@@ -337,7 +343,15 @@ pub async fn connect_raw(
     server_name: &str,
     certificate: &[u8],
 ) -> Result<quinn::Connection, ClientError> {
-    let (_endpoint, conn) = connect_with(server, server_name, certificate, 8 << 20, None).await?;
+    let (_endpoint, conn) = connect_with(
+        server,
+        server_name,
+        certificate,
+        8 << 20,
+        crate::SOCKET_BUFFER,
+        None,
+    )
+    .await?;
     // The connection keeps the endpoint's driver alive.
     Ok(conn)
 }
@@ -347,6 +361,7 @@ async fn connect_with(
     server_name: &str,
     certificate: &[u8],
     receive_window: u32,
+    socket_buffer: usize,
     client_auth: Option<&ClientAuth>,
 ) -> Result<(quinn::Endpoint, quinn::Connection), ClientError> {
     let setup = |e: &dyn fmt::Display| ClientError::Setup(e.to_string());
@@ -382,7 +397,12 @@ async fn connect_with(
     } else {
         SocketAddr::from(([0, 0, 0, 0], 0))
     };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| setup(&e))?;
+    let socket = crate::bind_udp(bind, socket_buffer).map_err(|e| setup(&e))?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| setup(&"no tokio runtime: connect from inside one"))?;
+    let mut endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+            .map_err(|e| setup(&e))?;
     endpoint.set_default_client_config(config);
     let connecting = endpoint
         .connect(server, server_name)
@@ -434,6 +454,7 @@ async fn establish(
         &config.server_name,
         &config.server_certificate,
         config.receive_window,
+        config.socket_buffer,
         config.client_auth.as_ref(),
     )
     .await?;

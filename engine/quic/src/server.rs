@@ -177,6 +177,11 @@ pub struct ServerConfig {
     pub hello_timeout: Duration,
     /// Heartbeat interval suggested in `Welcome` [1 s].
     pub heartbeat: Duration,
+    /// UDP send and receive buffer asked of the kernel, bytes [`SOCKET_BUFFER`, 4 MiB; 0
+    /// keeps the kernel's defaults].
+    ///
+    /// [`SOCKET_BUFFER`]: crate::SOCKET_BUFFER
+    pub socket_buffer: usize,
 }
 
 impl Default for ServerConfig {
@@ -192,6 +197,7 @@ impl Default for ServerConfig {
             keep_alive: Duration::from_secs(2),
             hello_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(1),
+            socket_buffer: crate::SOCKET_BUFFER,
         }
     }
 }
@@ -414,12 +420,23 @@ impl Server {
             .map_err(|e| ServerError::Tls(rustls::Error::General(e.to_string())))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
         server_config.transport_config(Arc::new(server_transport(&config)));
-        let endpoint = quinn::Endpoint::server(server_config, config.bind).map_err(|source| {
-            ServerError::Bind {
-                addr: config.bind,
-                source,
-            }
+        let bind_error = |source| ServerError::Bind {
+            addr: config.bind,
+            source,
+        };
+        let socket = crate::bind_udp(config.bind, config.socket_buffer).map_err(bind_error)?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            bind_error(std::io::Error::other(
+                "no tokio runtime: start the server inside one",
+            ))
         })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .map_err(bind_error)?;
         let context = Arc::new(Context {
             config,
             fanout,
