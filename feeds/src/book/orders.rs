@@ -3,16 +3,20 @@
 //!
 //! ITCH order reference numbers are handed out in increasing order through the day with
 //! few gaps, and most orders live briefly. So the table is mainly a **window**: a `Vec` of
-//! 16-byte slots indexed by `id - base`, covering the most recent ids. Finding an order is
+//! 12-byte slots indexed by `id - base`, covering the most recent ids. Finding an order is
 //! one load (no hashing, no probing, one cache line where a hash table touches its control
 //! bytes and its bucket), and new orders land next to each other. A hash map (the
 //! **spill**) holds everything else: ids below the window or far past its end (sparse id
 //! schemes end up there entirely, and cost what a hash map costs), orders the window
 //! evicted as it slid on, and orders without an exact compact form.
 //!
-//! A slot keeps the price as is, the size in whole [`OrderTable::new`] units as a `u32`,
-//! and the instrument (below 2³⁰) and side packed in a `u32`; an order whose size is not a
-//! whole number of units that fits a `u32` is kept in the spill.
+//! A slot keeps the price and the size in whole [`OrderTable::new`] units, each as a `u32`,
+//! and the instrument (below 2³⁰) and side packed in a `u32`; an order whose price or size
+//! is not a whole number of units that fits a `u32` (a negative price, say) is kept in the
+//! spill. With ITCH's units (10⁻⁴ dollars, whole shares) every ITCH order fits: its price
+//! and size are `u32`s of those units on the wire. 12 bytes rather than 16 (an `i64`
+//! price) make the window a quarter smaller: it is larger than L2 on a busy day, and the
+//! deletes and executes of old orders wait on it.
 //!
 //! The window is bounded: when appending would pass `limit` slots, the oldest slots are cut
 //! (their live orders move to the spill) so that half of a new limit remains, the new
@@ -25,7 +29,7 @@ use tickwire_engine::event::Side;
 
 use super::RestingOrder;
 
-/// The smallest window limit, in slots: 16 384 slots, 256 KiB (64 in unit tests, so that
+/// The smallest window limit, in slots: 16 384 slots, 192 KiB (64 in unit tests, so that
 /// short random runs slide the window too).
 const MIN_WINDOW: usize = if cfg!(test) { 64 } else { 1 << 14 };
 
@@ -52,16 +56,18 @@ const REBASE_MIN_SLOTS: usize = 4 * REBASE_MAX_LIVE;
 /// Instruments up to this id fit a slot (two bits of the tag are the side).
 const MAX_SLOT_INSTRUMENT: u32 = (1 << 30) - 1;
 
-/// A resting order in the window: 16 bytes, four to a cache line.
+/// A resting order in the window: 12 bytes, five and a third to a cache line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
-    /// Price, 10⁻⁹ units (as in [`RestingOrder`]).
-    price: i64,
+    /// Price in the table's price units.
+    price: u32,
     /// Remaining size in the table's size units.
     size: u32,
     /// `instrument << 2 | side`; 0 (side `None`) marks an empty slot.
     tag: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 12);
 
 impl Slot {
     const EMPTY: Slot = Slot {
@@ -144,6 +150,7 @@ pub(super) enum ReduceError {
 #[derive(Debug, Clone)]
 pub(super) struct OrderTable {
     size_unit: ExactDivisor,
+    price_unit: ExactDivisor,
     /// The id of `slots[0]`.
     base: u64,
     slots: Vec<Slot>,
@@ -159,10 +166,11 @@ pub(super) struct OrderTable {
 
 impl OrderTable {
     /// An empty table whose slots keep sizes in whole multiples of `size_unit` (10⁻⁸ units;
-    /// not 0).
-    pub(super) fn new(size_unit: u64) -> Self {
+    /// not 0) and prices in whole multiples of `price_unit` (10⁻⁹ units; not 0).
+    pub(super) fn new(size_unit: u64, price_unit: u64) -> Self {
         Self {
             size_unit: ExactDivisor::new(size_unit),
+            price_unit: ExactDivisor::new(price_unit),
             base: 0,
             slots: Vec::new(),
             in_window: 0,
@@ -193,7 +201,8 @@ impl OrderTable {
             } else {
                 Side::Bid
             },
-            price: slot.price,
+            // At most `i64::MAX`: the price was a multiple of the unit that fit an `i64`.
+            price: (u64::from(slot.price) * self.price_unit.divisor) as i64,
             size: u64::from(slot.size) * self.size_unit.divisor,
         }
     }
@@ -205,7 +214,7 @@ impl OrderTable {
             return None;
         }
         Some(Slot {
-            price: order.price,
+            price: self.price_unit.divide(u64::try_from(order.price).ok()?)?,
             size: self.size_unit.divide(order.size)?,
             tag: order.instrument << 2 | order.side as u32,
         })
@@ -507,7 +516,7 @@ mod tests {
     #[test]
     fn window_slides_spills_and_rebases() {
         let unit = 100;
-        let mut t = OrderTable::new(unit);
+        let mut t = OrderTable::new(unit, 1);
         // Dense ids: all in the window. Keep every 1000th alive while the rest die young.
         for id in 1..200_000u64 {
             assert!(t.insert(id, order(1, Side::Bid, id as i64, unit)));
@@ -538,6 +547,26 @@ mod tests {
             Ok(order(1, Side::Bid, 1, unit * 2 + 1))
         );
         assert_eq!(t.get(300_001).map(|o| o.instrument), Some(u32::MAX));
+        // So do prices without a slot form: negative, not a whole number of units, or more
+        // than a `u32` of units; they are found, reduced and removed as any other.
+        let mut p = OrderTable::new(1, 100);
+        let prices = [-100, 150, 100 * (i64::from(u32::MAX) + 1), i64::MAX, 200];
+        for (id, price) in (1..).zip(prices) {
+            assert!(p.insert(id, order(1, Side::Ask, price, 10)));
+        }
+        assert_eq!((p.in_window, p.spill.len()), (1, 4), "only 200 fits a slot");
+        assert!(
+            !p.insert(2, order(1, Side::Ask, 100, 1)),
+            "duplicate in the spill"
+        );
+        for (id, price) in (1..).zip(prices) {
+            assert_eq!(p.get(id), Some(order(1, Side::Ask, price, 10)));
+            assert_eq!(p.reduce(id, 4).map(|o| o.price), Ok(price));
+            assert_eq!(p.get(id).map(|o| (o.price, o.size)), Some((price, 6)));
+            assert_eq!(p.remove(id).map(|o| o.price), Some(price));
+            assert_eq!(p.get(id), None);
+        }
+        assert_eq!(p.len(), 0);
         // A window slot reduced to a fraction of a unit moves to the spill.
         assert_eq!(t.reduce(199_999, 1).map(|o| o.size), Ok(unit));
         assert_eq!(t.get(199_999).map(|o| o.size), Some(unit - 1));
@@ -548,7 +577,7 @@ mod tests {
         t.remove_instrument(1);
         assert_eq!(t.len(), 2);
         // An empty window restarts wherever the next id is.
-        let mut t = OrderTable::new(1);
+        let mut t = OrderTable::new(1, 1);
         assert!(t.insert(5_000_000_000, order(0, Side::Ask, 1, 1)));
         assert!(t.spill.is_empty() && t.base == 5_000_000_000);
         // Sparse ids: the window stays put and they go to the spill.
@@ -581,14 +610,31 @@ mod tests {
         RemoveInstrument(u32),
     }
 
+    /// Price units of the property test: every price fits with 1; with 3, most small ones do
+    /// not (and go to the spill).
+    const PRICE_UNITS: [i64; 3] = [1, 3, 100_000];
+
     fn op() -> impl Strategy<Value = Op> {
         // Ids mostly increasing and dense (relative to a moving cursor), sometimes far.
         let id = prop_oneof![
             8 => 0..200u64,
             1 => any::<u64>(),
         ];
+        // Small prices, whole multiples of every unit (compact), and prices past a slot's
+        // `u32` of units or `i64` extremes (spilled).
+        let price = prop_oneof![
+            4 => -5..5i64,
+            4 => (0..5i64).prop_map(|p| p * 300_000),
+            1 => prop_oneof![
+                Just(i64::MAX),
+                Just(i64::MIN),
+                Just(i64::from(u32::MAX) * 300_000),
+                Just((i64::from(u32::MAX) + 1) * 3),
+                Just(i64::from(u32::MAX) + 1),
+            ],
+        ];
         prop_oneof![
-            4 => (id.clone(), 0..4u32, any::<bool>(), -5..5i64, prop_oneof![1..4u64, Just(1 << 33), 1..1_000_000u64])
+            4 => (id.clone(), 0..4u32, any::<bool>(), price, prop_oneof![1..4u64, Just(1 << 33), 1..1_000_000u64])
                 .prop_map(|(i, n, a, p, s)| Op::Insert(i, n, a, p, s)),
             2 => (id.clone(), 0..3u64).prop_map(|(i, s)| Op::Reduce(i, s)),
             2 => id.prop_map(Op::Remove),
@@ -600,9 +646,10 @@ mod tests {
         #[test]
         fn table_matches_a_btreemap_model(
             unit in prop_oneof![Just(1u64), Just(2), Just(100_000_000)],
+            price_unit in proptest::sample::select(&PRICE_UNITS[..]),
             ops in proptest::collection::vec(op(), 1..2_000),
         ) {
-            let mut t = OrderTable::new(unit);
+            let mut t = OrderTable::new(unit, price_unit as u64);
             let mut model = BTreeMap::<u64, RestingOrder>::new();
             let mut cursor = 0u64;
             for op in ops {
