@@ -2,8 +2,8 @@
 //! order id.
 //!
 //! ITCH order reference numbers are handed out in increasing order through the day with
-//! few gaps, and most orders live briefly. So the table is mainly a **window**: a `Vec` of
-//! 12-byte slots indexed by `id - base`, covering the most recent ids. Finding an order is
+//! few gaps, and most orders live briefly. So the table is mainly a **window** over the most
+//! recent ids: a ring of 12-byte slots, id `i` in slot `i mod len`. Finding an order is
 //! one load (no hashing, no probing, one cache line where a hash table touches its control
 //! bytes and its bucket), and new orders land next to each other. A hash map (the
 //! **spill**) holds everything else: ids below the window or far past its end (sparse id
@@ -18,26 +18,37 @@
 //! price) make the window a quarter smaller: it is larger than L2 on a busy day, and the
 //! deletes and executes of old orders wait on it.
 //!
-//! The window is bounded: when appending would pass `limit` slots, the oldest slots are cut
-//! (their live orders move to the spill) so that half of a new limit remains, the new
-//! limit being [`SLOTS_PER_LIVE`] slots per order resting in the window (at least
-//! [`MIN_WINDOW`]). Each cut costs the slots it drops and the ones it keeps, and comes after
-//! at least as many appends, so appends stay O(1) amortized.
+//! The window slides on as ids arrive, without moving any slot: the ring's length is a
+//! power of two, and once it is full, the next id takes the slot of the oldest, whose order
+//! (if still resting) moves to the spill. The ring is sized by the orders resting in it:
+//! rather than evict one, a ring with fewer than [`MIN_SLOTS_PER_LIVE`] slots per resting
+//! order doubles, and at the end of each lap one with more than [`MAX_SLOTS_PER_LIVE`]
+//! halves (never below [`MIN_WINDOW`]), so it stays bounded by the orders resting. Each
+//! resize copies the window once and comes after at least half as many appends (a lap, or
+//! the growth that filled the ring), so appends stay O(1) amortized. (An earlier window,
+//! a `Vec` that dropped its oldest part when full, moved about a megabyte per cut on the
+//! benchmark day.)
 
 use rustc_hash::FxHashMap;
 use tickwire_engine::event::Side;
 
 use super::RestingOrder;
 
-/// The smallest window limit, in slots: 16 384 slots, 192 KiB (64 in unit tests, so that
-/// short random runs slide the window too).
+/// The smallest ring, in slots: 16 384 slots, 192 KiB (64 in unit tests, so that short
+/// random runs slide the window too).
 const MIN_WINDOW: usize = if cfg!(test) { 64 } else { 1 << 14 };
 
-/// Window slots per order resting in it, when a cut sizes the window. Orders in the
-/// generated benchmark day die at random (mean lifetime about as many ids as there are
-/// resting orders), so 8 keeps about 98% of them in the window after a cut (the half kept
-/// is 4 slots per order: 1 - e⁻⁴); real ITCH orders mostly die younger.
-const SLOTS_PER_LIVE: usize = 8;
+/// A full ring that would move a resting order to the spill doubles instead while it has
+/// fewer than this many slots per order resting in it. Orders in the generated benchmark
+/// day die at random (mean lifetime about as many ids as there are resting orders), so a
+/// ring of 4 slots per order moves about 2% of them to the spill (e⁻⁴); real ITCH orders
+/// mostly die younger.
+const MIN_SLOTS_PER_LIVE: usize = 4;
+
+/// A full ring (longer than [`MIN_WINDOW`]) halves at the end of a lap when it has more
+/// than this many slots per order resting in it: a ring sized for a busy hour does not stay
+/// that large, and halved it still has [`MIN_SLOTS_PER_LIVE`] slots per order.
+const MAX_SLOTS_PER_LIVE: usize = 2 * MIN_SLOTS_PER_LIVE;
 
 /// An id at most this far past the window's end extends it (the ids skipped become empty
 /// slots); ids farther on go to the spill. Nasdaq skips reference numbers for orders it does
@@ -151,13 +162,17 @@ pub(super) enum ReduceError {
 pub(super) struct OrderTable {
     size_unit: ExactDivisor,
     price_unit: ExactDivisor,
-    /// The id of `slots[0]`.
+    /// The oldest id the window covers.
     base: u64,
+    /// The window covers ids `base..base + span`; at most `slots.len()`.
+    span: u64,
+    /// The ring: id `i` (in the window) is `slots[i & mask]`. Its length is a power of
+    /// two (0 before the first order), and slots of ids outside the window are empty.
     slots: Vec<Slot>,
+    /// `slots.len() - 1` (0 while `slots` is empty).
+    mask: u64,
     /// Live slots in `slots`.
     in_window: usize,
-    /// `slots.len()` past which an append first cuts the window.
-    limit: usize,
     spill: FxHashMap<u64, RestingOrder>,
     /// No id above this is in the spill: ids past the window's end (every add) and most in
     /// it skip the hash lookup, as the spill holds mostly evicted old ids.
@@ -172,9 +187,10 @@ impl OrderTable {
             size_unit: ExactDivisor::new(size_unit),
             price_unit: ExactDivisor::new(price_unit),
             base: 0,
+            span: 0,
             slots: Vec::new(),
+            mask: 0,
             in_window: 0,
-            limit: MIN_WINDOW,
             spill: FxHashMap::default(),
             spill_max: 0,
         }
@@ -185,11 +201,11 @@ impl OrderTable {
         self.in_window + self.spill.len()
     }
 
-    /// The window index of `id`, if the window covers it.
+    /// The ring index of `id`, if the window covers it.
     #[inline(always)]
     fn index(&self, id: u64) -> Option<usize> {
         let offset = id.wrapping_sub(self.base);
-        (offset < self.slots.len() as u64).then_some(offset as usize)
+        (offset < self.span).then_some((id & self.mask) as usize)
     }
 
     #[inline(always)]
@@ -277,9 +293,8 @@ impl OrderTable {
     pub(super) fn insert(&mut self, id: u64, order: RestingOrder) -> bool {
         let compact = self.compact(&order);
         let offset = id.wrapping_sub(self.base);
-        let len = self.slots.len() as u64;
-        if offset < len {
-            let i = offset as usize;
+        if offset < self.span {
+            let i = (id & self.mask) as usize;
             if self.slots[i].is_live() || self.spilled(id) {
                 return false;
             }
@@ -294,13 +309,24 @@ impl OrderTable {
             }
             return true;
         }
-        // The common case: the next id, just past the window's end.
+        // The common case: the next id, just past the window's end, whose slot is free (the
+        // ring is not full, or its oldest id, which shares the slot, is not resting).
         if let Some(slot) = compact {
-            if offset - len <= MAX_GAP && (offset as usize) < self.limit && !self.spilled(id) {
-                self.slots.resize(offset as usize, Slot::EMPTY);
-                self.slots.push(slot);
-                self.in_window += 1;
-                return true;
+            if offset == self.span && !self.spilled(id) {
+                let i = (id & self.mask) as usize;
+                if let Some(free) = self.slots.get_mut(i).filter(|s| !s.is_live()) {
+                    *free = slot;
+                    self.in_window += 1;
+                    if self.span == self.mask + 1 {
+                        self.base += 1;
+                        if i == 0 {
+                            self.lap();
+                        }
+                    } else {
+                        self.span += 1;
+                    }
+                    return true;
+                }
             }
         }
         self.insert_slow(id, order, compact)
@@ -317,25 +343,25 @@ impl OrderTable {
             return true;
         };
         let offset = id.wrapping_sub(self.base);
-        let len = self.slots.len() as u64;
-        if offset >= len && offset - len <= MAX_GAP {
-            // At the limit: cut the window, then append.
-            self.cut();
-            let offset = (id - self.base) as usize;
-            self.slots.resize(offset, Slot::EMPTY);
-            self.slots.push(slot);
+        if !self.slots.is_empty() && offset >= self.span && offset - self.span <= MAX_GAP {
+            // Just past the end, over a gap or onto a live oldest slot: slide the window on.
+            self.extend_to(id);
+            self.slots[(id & self.mask) as usize] = slot;
             self.in_window += 1;
             return true;
         }
         if self.in_window == 0
-            || (self.in_window <= REBASE_MAX_LIVE && self.slots.len() >= REBASE_MIN_SLOTS)
+            || (self.in_window <= REBASE_MAX_LIVE && self.span >= REBASE_MIN_SLOTS as u64)
         {
             // Few orders in the window and an id far from it: start the window over there.
-            self.evict(self.slots.len());
-            self.slots.clear();
+            self.evict_all();
+            if self.slots.is_empty() {
+                self.slots = vec![Slot::EMPTY; MIN_WINDOW];
+                self.mask = MIN_WINDOW as u64 - 1;
+            }
             self.base = id;
-            self.limit = MIN_WINDOW;
-            self.slots.push(slot);
+            self.span = 1;
+            self.slots[(id & self.mask) as usize] = slot;
             self.in_window = 1;
             return true;
         }
@@ -343,32 +369,88 @@ impl OrderTable {
         true
     }
 
-    /// Moves the live orders of the first `n` slots to the spill (the slots stay).
-    fn evict(&mut self, n: usize) {
-        for i in 0..n {
-            let slot = self.slots[i];
-            if slot.is_live() {
-                let order = self.expand(slot);
-                self.spill_insert(self.base + i as u64, order);
+    /// Slides the window on until it covers `id` (past its end): each id it passes gets an
+    /// empty slot, and when the ring is full the oldest id gives up its slot (its order, if
+    /// resting, moves to the spill), unless the ring is dense enough to grow instead.
+    fn extend_to(&mut self, id: u64) {
+        while id.wrapping_sub(self.base) >= self.span {
+            if self.span < self.mask + 1 {
+                self.span += 1;
+                continue;
+            }
+            let i = (self.base & self.mask) as usize;
+            let oldest = self.slots[i];
+            if oldest.is_live() {
+                if self.in_window * MIN_SLOTS_PER_LIVE > self.slots.len() {
+                    self.resize(self.slots.len() * 2);
+                    continue;
+                }
+                let order = self.expand(oldest);
+                self.spill_insert(self.base, order);
                 self.slots[i] = Slot::EMPTY;
                 self.in_window -= 1;
+            }
+            self.base += 1;
+            if i == 0 {
+                self.lap();
             }
         }
     }
 
-    /// Drops the oldest slots so half of the new limit remains (see the module docs).
-    fn cut(&mut self) {
-        let limit = (SLOTS_PER_LIVE * self.in_window).max(MIN_WINDOW);
+    /// At the end of each lap of a full ring: halves a sparse one (see the module docs).
+    #[cold]
+    #[inline(never)]
+    fn lap(&mut self) {
         let len = self.slots.len();
-        let mut cut = len.saturating_sub(limit / 2);
-        self.evict(cut);
-        while cut < len && !self.slots[cut].is_live() {
-            cut += 1;
+        if len > MIN_WINDOW && self.in_window * MAX_SLOTS_PER_LIVE < len {
+            self.resize(len / 2);
         }
-        self.slots.drain(..cut);
-        self.base += cut as u64;
-        // Room for the append that asked, whatever its gap.
-        self.limit = limit.max(self.slots.len() + MAX_GAP as usize + 1);
+    }
+
+    /// Moves the window into a ring of `len` slots (a power of two). When it is shorter
+    /// than the window, the window keeps its newest `len` ids and the older ones' orders
+    /// move to the spill.
+    fn resize(&mut self, len: usize) {
+        debug_assert!(len.is_power_of_two());
+        let keep = self.span.min(len as u64);
+        let dropped = self.span - keep;
+        for n in 0..dropped {
+            let id = self.base + n;
+            let slot = self.slots[(id & self.mask) as usize];
+            if slot.is_live() {
+                let order = self.expand(slot);
+                self.spill_insert(id, order);
+                self.in_window -= 1;
+            }
+        }
+        let mask = len as u64 - 1;
+        let mut slots = vec![Slot::EMPTY; len];
+        for n in dropped..self.span {
+            let id = self.base + n;
+            slots[(id & mask) as usize] = self.slots[(id & self.mask) as usize];
+        }
+        self.slots = slots;
+        self.mask = mask;
+        self.base += dropped;
+        self.span = keep;
+    }
+
+    /// Moves every order of the window to the spill and empties it.
+    fn evict_all(&mut self) {
+        if self.in_window > 0 {
+            for n in 0..self.span {
+                let id = self.base + n;
+                let i = (id & self.mask) as usize;
+                let slot = self.slots[i];
+                if slot.is_live() {
+                    let order = self.expand(slot);
+                    self.spill_insert(id, order);
+                    self.slots[i] = Slot::EMPTY;
+                }
+            }
+            self.in_window = 0;
+        }
+        self.span = 0;
     }
 
     /// Removes `size` from order `id` (removing the order when nothing remains); returns the
@@ -525,7 +607,7 @@ mod tests {
             }
         }
         assert!(
-            t.slots.len() <= t.limit && t.limit < 100_000,
+            t.span <= t.slots.len() as u64 && t.slots.len() < 100_000,
             "bounded window"
         );
         assert!(!t.spill.is_empty(), "old survivors went to the spill");
