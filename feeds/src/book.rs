@@ -12,7 +12,7 @@
 //! keep the rest in a `BTreeMap`, so an update far from the top costs a tree search
 //! instead of moving most of the side (40% of Binance decoding time before the split).
 //!
-//! [`OrderBooks`] finds resting orders through a window of 12-byte slots indexed by order
+//! [`OrderBooks`] finds resting orders through a window of 8-byte slots indexed by order
 //! id, since ITCH reference numbers mostly increase with few gaps, with a hash map for the
 //! ids and orders that do not fit it (`book/orders.rs` explains the policy). Feeds call
 //! [`OrderBooks::prefetch_order`] and [`OrderBooks::prefetch_book`] for the next message
@@ -485,7 +485,7 @@ pub struct RestingOrder {
 ///
 /// The order table is tuned for ids that mostly increase with few gaps (ITCH reference
 /// numbers), for sizes in whole units (shares, contracts) and for non-negative prices in
-/// whole ticks: such orders sit in a direct-indexed window of 12-byte slots; others in a
+/// whole ticks: such orders sit in a direct-indexed window of 8-byte slots; others in a
 /// hash map (see `book/orders.rs`).
 #[derive(Debug, Clone)]
 pub struct OrderBooks {
@@ -495,7 +495,7 @@ pub struct OrderBooks {
 
 /// The price unit of [`OrderBooks::default`] and [`OrderBooks::with_size_unit`]: 10⁻⁴, in
 /// 10⁻⁹ units. It is the unit of ITCH 5.0 prices (§3, `Price (4)`: four implied decimals),
-/// so every ITCH price up to $429 496.7295 has a compact form.
+/// so every ITCH price (at most $200 000.0000) has a compact form.
 pub const DEFAULT_PRICE_UNIT: u64 = 100_000;
 
 impl Default for OrderBooks {
@@ -516,7 +516,7 @@ impl OrderBooks {
 
     /// Empty books whose order table keeps sizes compactly in whole multiples of
     /// `size_unit` (10⁻⁸ units, not 0) and prices in whole multiples of `price_unit`
-    /// (10⁻⁹ units, not 0) up to `u32::MAX` units; orders with other sizes or prices
+    /// (10⁻⁹ units, not 0) up to 2³¹ - 1 units; orders with other sizes or prices
     /// (negative ones included) are kept exactly too, in the slower part of the table.
     pub fn with_units(size_unit: u64, price_unit: u64) -> Self {
         Self {
