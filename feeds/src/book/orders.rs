@@ -132,15 +132,15 @@ struct ExactDivisor {
     low_mask: u64,
     /// The odd part's inverse modulo 2⁶⁴.
     inverse: u64,
-    /// The largest quotient that is both a `u32` and an exact result (`odd * q` does not
-    /// wrap).
+    /// The largest quotient wanted (at most the `max` given) that is an exact result
+    /// (`odd * q` does not wrap).
     max_quotient: u64,
 }
 
 impl ExactDivisor {
-    /// `divisor` must not be 0.
-    fn new(divisor: u64) -> Self {
-        assert_ne!(divisor, 0, "a size unit of 0");
+    /// Exact division by `divisor` (not 0) with quotients up to `max`.
+    fn new(divisor: u64, max: u64) -> Self {
+        assert_ne!(divisor, 0, "a unit of 0");
         let shift = divisor.trailing_zeros();
         let odd = divisor >> shift;
         // Newton's iteration doubles the correct low bits: odd * odd = 1 mod 8 (3 bits),
@@ -155,12 +155,13 @@ impl ExactDivisor {
             shift,
             low_mask: (1u64 << shift) - 1,
             inverse,
-            max_quotient: (u64::MAX / odd).min(u64::from(u32::MAX)),
+            max_quotient: (u64::MAX / odd).min(max),
         }
     }
 
+    /// `x / divisor` if it is exact and at most the `max` of [`new`](Self::new).
     #[inline(always)]
-    fn divide(&self, x: u64) -> Option<u32> {
+    fn divide(&self, x: u64) -> Option<u64> {
         if x & self.low_mask != 0 {
             return None;
         }
@@ -168,7 +169,7 @@ impl ExactDivisor {
         // when the product does not wrap, i.e. q <= u64::MAX / odd.
         let q = (x >> self.shift).wrapping_mul(self.inverse);
         if q <= self.max_quotient {
-            Some(q as u32)
+            Some(q)
         } else {
             None
         }
@@ -211,8 +212,8 @@ impl OrderTable {
     /// not 0) and prices in whole multiples of `price_unit` (10⁻⁹ units; not 0).
     pub(super) fn new(size_unit: u64, price_unit: u64) -> Self {
         Self {
-            size_unit: ExactDivisor::new(size_unit),
-            price_unit: ExactDivisor::new(price_unit),
+            size_unit: ExactDivisor::new(size_unit, MAX_SLOT_SIZE),
+            price_unit: ExactDivisor::new(price_unit, MAX_SLOT_PRICE),
             base: 0,
             span: 0,
             slots: Vec::new(),
@@ -259,13 +260,10 @@ impl OrderTable {
             Side::Ask => 1,
             Side::None => return None,
         };
-        let price = u64::from(self.price_unit.divide(u64::try_from(order.price).ok()?)?);
-        let units = u64::from(self.size_unit.divide(order.size)?);
-        if order.instrument > MAX_SLOT_INSTRUMENT
-            || price > MAX_SLOT_PRICE
-            || units > MAX_SLOT_SIZE
-            || units == 0
-        {
+        // The divisors return only quotients that fit their fields.
+        let price = self.price_unit.divide(u64::try_from(order.price).ok()?)?;
+        let units = self.size_unit.divide(order.size)?;
+        if order.instrument > MAX_SLOT_INSTRUMENT || units == 0 {
             return None;
         }
         Some(Slot(
@@ -509,7 +507,7 @@ impl OrderTable {
                     self.slots[i] = Slot::EMPTY;
                     self.in_window -= 1;
                 } else if let Some(units) = self.size_unit.divide(remaining) {
-                    self.slots[i] = slot.with_units(u64::from(units));
+                    self.slots[i] = slot.with_units(units);
                 } else {
                     // Not a whole number of units any more: the spill keeps it exactly.
                     self.slots[i] = Slot::EMPTY;
@@ -603,7 +601,7 @@ mod tests {
     #[test]
     fn exact_division_without_dividing() {
         for d in [1u64, 2, 3, 10, 100, 100_000_000, 7 << 20, u64::MAX, 1 << 63] {
-            let e = ExactDivisor::new(d);
+            let e = ExactDivisor::new(d, u64::from(u32::MAX));
             for q in [
                 0u64,
                 1,
@@ -613,7 +611,7 @@ mod tests {
                 u64::from(u32::MAX),
             ] {
                 let Some(x) = q.checked_mul(d) else { continue };
-                assert_eq!(e.divide(x), Some(q as u32), "{x} / {d}");
+                assert_eq!(e.divide(x), Some(q), "{x} / {d}");
                 if d > 1 {
                     if let Some(x1) = x.checked_add(1) {
                         assert_eq!(e.divide(x1), None, "{x1} / {d} is not exact");
@@ -621,7 +619,7 @@ mod tests {
                 }
             }
             if let Some(x) = d.checked_mul(u64::from(u32::MAX) + 1) {
-                assert_eq!(e.divide(x), None, "quotient past u32");
+                assert_eq!(e.divide(x), None, "quotient past the max");
             }
         }
     }
