@@ -551,9 +551,9 @@ impl OrderBooks {
         self.orders.get(order_id)
     }
 
-    /// Asks the CPU to start loading what an update of order `order_id` will read: call
-    /// it for the next message before applying the current one, so its lookup does not
-    /// wait for memory. Only a hint; it changes nothing.
+    /// Asks the CPU to start loading what an add or update of order `order_id` will read:
+    /// call it for the next message before applying the current one, so its lookup does
+    /// not wait for memory. Only a hint; it changes nothing.
     #[inline(always)]
     pub fn prefetch_order(&self, order_id: u64) {
         self.orders.prefetch(order_id);

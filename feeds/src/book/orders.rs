@@ -290,12 +290,14 @@ impl OrderTable {
         }
     }
 
-    /// Asks the CPU to start loading the slot of `id` (nothing if the window does not cover
-    /// it), so a lookup of `id` a little later does not wait for memory.
+    /// Asks the CPU to start loading the ring slot of `id`, so a lookup of `id` a little
+    /// later does not wait for memory, nor an add of `id` just past the window's end (it
+    /// reads the slot to see whether the oldest order there must move to the spill: unlike
+    /// a push onto a `Vec`, which the store buffer absorbs, that read stalls on a miss).
     #[inline(always)]
     pub(super) fn prefetch(&self, id: u64) {
-        if let Some(i) = self.index(id) {
-            prefetch_read(&self.slots[i]);
+        if let Some(slot) = self.slots.get((id & self.mask) as usize) {
+            prefetch_read(slot);
         }
     }
 
