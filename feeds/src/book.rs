@@ -12,7 +12,7 @@
 //! keep the rest in a `BTreeMap`, so an update far from the top costs a tree search
 //! instead of moving most of the side (40% of Binance decoding time before the split).
 //!
-//! [`OrderBooks`] finds resting orders through a window of 16-byte slots indexed by order
+//! [`OrderBooks`] finds resting orders through a window of 8-byte slots indexed by order
 //! id, since ITCH reference numbers mostly increase with few gaps, with a hash map for the
 //! ids and orders that do not fit it (`book/orders.rs` explains the policy). Feeds call
 //! [`OrderBooks::prefetch_order`] and [`OrderBooks::prefetch_book`] for the next message
@@ -484,16 +484,23 @@ pub struct RestingOrder {
 /// instruments, as ITCH order reference numbers are for a day).
 ///
 /// The order table is tuned for ids that mostly increase with few gaps (ITCH reference
-/// numbers) and for sizes in whole units (shares, contracts): such orders sit in a
-/// direct-indexed window of 16-byte slots; others in a hash map (see `book/orders.rs`).
+/// numbers), for sizes in whole units (shares, contracts) and for non-negative prices in
+/// whole ticks: such orders sit in a direct-indexed window of 8-byte slots; others in a
+/// hash map (see `book/orders.rs`).
 #[derive(Debug, Clone)]
 pub struct OrderBooks {
     orders: OrderTable,
     books: Vec<OrderBook>,
 }
 
+/// The price unit of [`OrderBooks::default`] and [`OrderBooks::with_size_unit`]: 10⁻⁴, in
+/// 10⁻⁹ units. It is the unit of ITCH 5.0 prices (§3, `Price (4)`: four implied decimals),
+/// so every ITCH price (at most $200 000.0000) has a compact form.
+pub const DEFAULT_PRICE_UNIT: u64 = 100_000;
+
 impl Default for OrderBooks {
-    /// Sizes kept compactly in whole units of [`SIZE_SCALE`] (one share or contract).
+    /// Sizes kept compactly in whole units of [`SIZE_SCALE`] (one share or contract),
+    /// prices in whole [`DEFAULT_PRICE_UNIT`]s.
     fn default() -> Self {
         Self::with_size_unit(SIZE_SCALE)
     }
@@ -501,11 +508,19 @@ impl Default for OrderBooks {
 
 impl OrderBooks {
     /// Empty books whose order table keeps sizes compactly in whole multiples of
-    /// `size_unit` (10⁻⁸ units, not 0); orders with other sizes are kept exactly too, in
-    /// the slower part of the table.
+    /// `size_unit` (10⁻⁸ units, not 0), and prices in whole [`DEFAULT_PRICE_UNIT`]s; orders
+    /// with other sizes or prices are kept exactly too, in the slower part of the table.
     pub fn with_size_unit(size_unit: u64) -> Self {
+        Self::with_units(size_unit, DEFAULT_PRICE_UNIT)
+    }
+
+    /// Empty books whose order table keeps sizes compactly in whole multiples of
+    /// `size_unit` (10⁻⁸ units, not 0) and prices in whole multiples of `price_unit`
+    /// (10⁻⁹ units, not 0) up to 2³¹ - 1 units; orders with other sizes or prices
+    /// (negative ones included) are kept exactly too, in the slower part of the table.
+    pub fn with_units(size_unit: u64, price_unit: u64) -> Self {
         Self {
-            orders: OrderTable::new(size_unit),
+            orders: OrderTable::new(size_unit, price_unit),
             books: Vec::new(),
         }
     }
@@ -536,9 +551,9 @@ impl OrderBooks {
         self.orders.get(order_id)
     }
 
-    /// Asks the CPU to start loading what an update of order `order_id` will read: call
-    /// it for the next message before applying the current one, so its lookup does not
-    /// wait for memory. Only a hint; it changes nothing.
+    /// Asks the CPU to start loading what an add or update of order `order_id` will read:
+    /// call it for the next message before applying the current one, so its lookup does
+    /// not wait for memory. Only a hint; it changes nothing.
     #[inline(always)]
     pub fn prefetch_order(&self, order_id: u64) {
         self.orders.prefetch(order_id);

@@ -343,11 +343,10 @@ impl ItchBookBuilder {
         if let Some(&instrument) = self.locates.get(usize::from(locate)) {
             self.books.prefetch_book(instrument);
         }
-        if tag != b'A' && tag != b'F' {
-            let mut id = [0; 8];
-            id.copy_from_slice(order_ref);
-            self.books.prefetch_order(u64::from_be_bytes(id));
-        }
+        // An add's reference number too: the order table reads the slot it will fill.
+        let mut id = [0; 8];
+        id.copy_from_slice(order_ref);
+        self.books.prefetch_order(u64::from_be_bytes(id));
     }
 
     /// Applies one message: updates the books and writes its events (at most
