@@ -351,6 +351,18 @@ pub fn cases() -> Vec<Case> {
                 for idle in idles {
                     cases.push(tickwire_case(scenario, idle, RING));
                 }
+                // The engine's answer to too few cores: the three subscribers as agents of
+                // one thread, so two threads run, pinned, however many subscribers there are.
+                for idle in [IdleStrategy::BusySpin, IdleStrategy::SPIN_BATCHING] {
+                    let (batch, topology) = (scenario.batch(), scenario.topology());
+                    cases.push(Case::new(
+                        scenario,
+                        "tickwire",
+                        format!("{idle}, 3 agents on 1 thread (2 threads)"),
+                        RING,
+                        move |n| tickwire::run_composite(n, RING, idle, batch, topology),
+                    ));
+                }
                 cases.extend(disruptor_cases(scenario));
                 if scenario.topology() == Topology::Multicast3 {
                     cases.push(Case::new(

@@ -41,6 +41,50 @@ pub fn run(
     run_with_writer(events, capacity, idle, writer_idle, batch, topology)
 }
 
+/// As [`run`], but every subscriber runs as an agent on **one** consumer thread (the
+/// runner polls each in turn), so the scenario takes two threads whatever its topology:
+/// on a 2-core machine the 1P-3C, pipeline and diamond scenarios then run pinned instead of
+/// oversubscribed. Each subscriber keeps its own sequence and barrier; the runner's
+/// round-robin only decides who polls when.
+///
+/// # Panics
+///
+/// If a consumer misses an event, or the run hangs (see `harness`).
+pub fn run_composite(
+    events: u64,
+    capacity: usize,
+    idle: IdleStrategy,
+    batch: usize,
+    topology: Topology,
+) -> Duration {
+    let writer_idle = if matches!(
+        idle,
+        IdleStrategy::BusySpin | IdleStrategy::SpinBatching { .. }
+    ) {
+        IdleStrategy::BusySpin
+    } else {
+        IdleStrategy::WRITER_DEFAULT
+    };
+    run_threads(
+        events,
+        capacity,
+        idle,
+        writer_idle,
+        batch,
+        topology,
+        ConsumerThreads::One,
+    )
+}
+
+/// How the subscribers of a run map to threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConsumerThreads {
+    /// A thread per subscriber.
+    Each,
+    /// All subscribers as agents of one thread.
+    One,
+}
+
 /// As [`run`], with the writer waiting for room by `writer_idle`.
 ///
 /// # Panics
@@ -54,11 +98,35 @@ pub fn run_with_writer(
     batch: usize,
     topology: Topology,
 ) -> Duration {
+    run_threads(
+        events,
+        capacity,
+        idle,
+        writer_idle,
+        batch,
+        topology,
+        ConsumerThreads::Each,
+    )
+}
+
+fn run_threads(
+    events: u64,
+    capacity: usize,
+    idle: IdleStrategy,
+    writer_idle: IdleStrategy,
+    batch: usize,
+    topology: Topology,
+    threads: ConsumerThreads,
+) -> Duration {
     let scenario = format!(
-        "tickwire {topology:?} {idle} (writer {writer_idle}) ring {capacity} batch {batch}"
+        "tickwire {topology:?} {idle} (writer {writer_idle}) ring {capacity} batch {batch} {threads:?}"
     );
     let _watchdog = Watchdog::arm(scenario.clone());
-    let pinning = Pinning::for_threads(1 + topology.consumers());
+    let consumer_threads = match threads {
+        ConsumerThreads::Each => topology.consumers(),
+        ConsumerThreads::One => 1,
+    };
+    let pinning = Pinning::for_threads(1 + consumer_threads);
     let mut ring =
         RingBuilder::<Event>::new(capacity).unwrap_or_else(|e| panic!("{scenario}: {e}"));
     let subscribers: Vec<Subscriber<Event>> = match topology {
@@ -83,17 +151,26 @@ pub fn run_with_writer(
     let (tx, rx) = mpsc::channel();
     let consumers = subscribers.len();
     let mut layout = Layout::new();
+    let mut shared = ThreadSpec::new("tw-subs").core(pinning.core(1)).idle(idle);
     for (i, subscriber) in subscribers.into_iter().enumerate() {
         let mut tally = Tally::new("tickwire subscriber", events, tx.clone());
         let agent = HandlerAgent::new(subscriber, move |e: &Event, _: u64, _: bool| {
             tally.add(e.exchange_ts);
         });
-        layout = layout.thread(
-            ThreadSpec::new(format!("tw-sub-{i}"))
-                .core(pinning.core(1 + i))
-                .idle(idle)
-                .agent(agent),
-        );
+        match threads {
+            ConsumerThreads::Each => {
+                layout = layout.thread(
+                    ThreadSpec::new(format!("tw-sub-{i}"))
+                        .core(pinning.core(1 + i))
+                        .idle(idle)
+                        .agent(agent),
+                );
+            }
+            ConsumerThreads::One => shared = shared.agent(agent),
+        }
+    }
+    if threads == ConsumerThreads::One {
+        layout = layout.thread(shared);
     }
     drop(tx);
     let pipeline = layout.spawn().unwrap_or_else(|e| panic!("{scenario}: {e}"));
