@@ -642,6 +642,7 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
                 continue;
             }
             match idler.step() {
+                IdleStep::Retry => {}
                 IdleStep::Spin => core::hint::spin_loop(),
                 IdleStep::Yield => thread::yield_now(),
                 IdleStep::Park(duration) => park(

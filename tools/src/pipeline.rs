@@ -43,7 +43,8 @@ pub struct PipelineArgs {
     /// available; `none` leaves threads unpinned.
     #[arg(long, default_value = "auto")]
     pub cores: String,
-    /// Idle strategy of the handler thread: busy-spin, yielding, backoff, blocking or sleeping.
+    /// Idle strategy of the handler thread: busy-spin, no-op, spin-batching, yielding, backoff,
+    /// blocking or sleeping.
     #[arg(long, default_value = "yielding")]
     pub idle: IdleStrategy,
 }

@@ -199,8 +199,9 @@ impl LatencyCase {
     }
 }
 
-/// The latency cases: tickwire (busy-spin and spin-batching) and the `disruptor` crate
-/// busy-spinning on pinned threads,
+/// The latency cases: tickwire (busy-spin, no-op and spin-batching) and the `disruptor`
+/// crate busy-spinning on pinned threads (its `BusySpin` is tickwire's `no-op`: no hint;
+/// its `BusySpinWithSpinLoopHint` is tickwire's `busy-spin`),
 /// `crossbeam-channel` blocking, `rtrb` busy-spinning.
 pub fn latency_cases() -> Vec<LatencyCase> {
     vec![
@@ -209,6 +210,12 @@ pub fn latency_cases() -> Vec<LatencyCase> {
             idle: "busy-spin",
             capacity: RING,
             run: Box::new(|c| tickwire_latency(c, IdleStrategy::BusySpin)),
+        },
+        LatencyCase {
+            implementation: "tickwire",
+            idle: "no-op",
+            capacity: RING,
+            run: Box::new(|c| tickwire_latency(c, IdleStrategy::NoOp)),
         },
         LatencyCase {
             implementation: "tickwire",

@@ -306,6 +306,9 @@ pub fn cases() -> Vec<Case> {
                 cases.push(tickwire_case(scenario, idle, RING));
                 cases.push(tickwire_case(scenario, idle, QUEUE));
                 if spin {
+                    // The disruptor crate's `BusySpin` has no spin-loop hint: `no-op` is the
+                    // same wait.
+                    cases.push(tickwire_case(scenario, IdleStrategy::NoOp, RING));
                     cases.push(tickwire_case(scenario, IdleStrategy::SPIN_BATCHING, RING));
                     let batch = scenario.batch();
                     cases.push(Case::new(

@@ -32,7 +32,7 @@ pub fn run(
     // which never takes the core its subscribers need.
     let writer_idle = if matches!(
         idle,
-        IdleStrategy::BusySpin | IdleStrategy::SpinBatching { .. }
+        IdleStrategy::BusySpin | IdleStrategy::NoOp | IdleStrategy::SpinBatching { .. }
     ) {
         IdleStrategy::BusySpin
     } else {
@@ -59,7 +59,7 @@ pub fn run_composite(
 ) -> Duration {
     let writer_idle = if matches!(
         idle,
-        IdleStrategy::BusySpin | IdleStrategy::SpinBatching { .. }
+        IdleStrategy::BusySpin | IdleStrategy::NoOp | IdleStrategy::SpinBatching { .. }
     ) {
         IdleStrategy::BusySpin
     } else {

@@ -421,6 +421,7 @@ impl<T> Publisher<T> {
                 return Err(ClaimError::Halted);
             }
             match self.idle.step() {
+                IdleStep::Retry => {}
                 IdleStep::Spin => core::hint::spin_loop(),
                 IdleStep::Yield => std::thread::yield_now(),
                 IdleStep::Park(duration) => self.park_for_room(end, duration),
