@@ -28,17 +28,21 @@ pub fn run(
     batch: usize,
     topology: Topology,
 ) -> Duration {
-    // A spinning consumer is matched by a spinning writer; otherwise the engine's default,
-    // which never takes the core its subscribers need.
-    let writer_idle = if matches!(
+    run_with_writer(events, capacity, idle, writer_idle(idle), batch, topology)
+}
+
+/// How the writer of a run whose subscribers idle with `idle` waits for room: a spinning
+/// consumer is matched by a spinning writer; otherwise the engine's default, which never
+/// takes the core its subscribers need.
+fn writer_idle(idle: IdleStrategy) -> IdleStrategy {
+    if matches!(
         idle,
         IdleStrategy::BusySpin | IdleStrategy::NoOp | IdleStrategy::SpinBatching { .. }
     ) {
         IdleStrategy::BusySpin
     } else {
         IdleStrategy::WRITER_DEFAULT
-    };
-    run_with_writer(events, capacity, idle, writer_idle, batch, topology)
+    }
 }
 
 /// As [`run`], but every subscriber runs as an agent on **one** consumer thread (the
@@ -57,19 +61,11 @@ pub fn run_composite(
     batch: usize,
     topology: Topology,
 ) -> Duration {
-    let writer_idle = if matches!(
-        idle,
-        IdleStrategy::BusySpin | IdleStrategy::NoOp | IdleStrategy::SpinBatching { .. }
-    ) {
-        IdleStrategy::BusySpin
-    } else {
-        IdleStrategy::WRITER_DEFAULT
-    };
     run_threads(
         events,
         capacity,
         idle,
-        writer_idle,
+        writer_idle(idle),
         batch,
         topology,
         ConsumerThreads::One,
