@@ -28,21 +28,16 @@ pub fn run(
     batch: usize,
     topology: Topology,
 ) -> Duration {
-    run_with_writer(events, capacity, idle, writer_idle(idle), batch, topology)
-}
-
-/// How the writer of a run whose subscribers idle with `idle` waits for room: a spinning
-/// consumer is matched by a spinning writer; otherwise the engine's default, which never
-/// takes the core its subscribers need.
-fn writer_idle(idle: IdleStrategy) -> IdleStrategy {
-    if matches!(
+    let threads = ConsumerThreads::Each;
+    run_with_writer(
+        events,
+        capacity,
         idle,
-        IdleStrategy::BusySpin | IdleStrategy::NoOp | IdleStrategy::SpinBatching { .. }
-    ) {
-        IdleStrategy::BusySpin
-    } else {
-        IdleStrategy::WRITER_DEFAULT
-    }
+        writer_idle(idle),
+        batch,
+        topology,
+        threads,
+    )
 }
 
 /// As [`run`], but every subscriber runs as an agent on **one** consumer thread (the
@@ -61,51 +56,48 @@ pub fn run_composite(
     batch: usize,
     topology: Topology,
 ) -> Duration {
-    run_threads(
+    let threads = ConsumerThreads::One;
+    run_with_writer(
         events,
         capacity,
         idle,
         writer_idle(idle),
         batch,
         topology,
-        ConsumerThreads::One,
+        threads,
     )
+}
+
+/// How the writer of a run whose subscribers idle with `idle` waits for room: a spinning
+/// consumer is matched by a spinning writer; otherwise the engine's default, which never
+/// takes the core its subscribers need.
+fn writer_idle(idle: IdleStrategy) -> IdleStrategy {
+    if matches!(
+        idle,
+        IdleStrategy::BusySpin | IdleStrategy::NoOp | IdleStrategy::SpinBatching { .. }
+    ) {
+        IdleStrategy::BusySpin
+    } else {
+        IdleStrategy::WRITER_DEFAULT
+    }
 }
 
 /// How the subscribers of a run map to threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConsumerThreads {
+pub enum ConsumerThreads {
     /// A thread per subscriber.
     Each,
     /// All subscribers as agents of one thread.
     One,
 }
 
-/// As [`run`], with the writer waiting for room by `writer_idle`.
+/// As [`run`] or [`run_composite`] (by `threads`), with the writer waiting for room by
+/// `writer_idle`.
 ///
 /// # Panics
 ///
 /// If a consumer misses an event, or the run hangs (see `harness`).
 pub fn run_with_writer(
-    events: u64,
-    capacity: usize,
-    idle: IdleStrategy,
-    writer_idle: IdleStrategy,
-    batch: usize,
-    topology: Topology,
-) -> Duration {
-    run_threads(
-        events,
-        capacity,
-        idle,
-        writer_idle,
-        batch,
-        topology,
-        ConsumerThreads::Each,
-    )
-}
-
-fn run_threads(
     events: u64,
     capacity: usize,
     idle: IdleStrategy,
@@ -146,28 +138,28 @@ fn run_threads(
 
     let (tx, rx) = mpsc::channel();
     let consumers = subscribers.len();
-    let mut layout = Layout::new();
-    let mut shared = ThreadSpec::new("tw-subs").core(pinning.core(1)).idle(idle);
-    for (i, subscriber) in subscribers.into_iter().enumerate() {
+    let agents = subscribers.into_iter().map(|subscriber| {
         let mut tally = Tally::new("tickwire subscriber", events, tx.clone());
-        let agent = HandlerAgent::new(subscriber, move |e: &Event, _: u64, _: bool| {
+        HandlerAgent::new(subscriber, move |e: &Event, _: u64, _: bool| {
             tally.add(e.exchange_ts);
-        });
-        match threads {
-            ConsumerThreads::Each => {
-                layout = layout.thread(
+        })
+    });
+    let layout = match threads {
+        ConsumerThreads::Each => agents
+            .enumerate()
+            .fold(Layout::new(), |layout, (i, agent)| {
+                layout.thread(
                     ThreadSpec::new(format!("tw-sub-{i}"))
                         .core(pinning.core(1 + i))
                         .idle(idle)
                         .agent(agent),
-                );
-            }
-            ConsumerThreads::One => shared = shared.agent(agent),
+                )
+            }),
+        ConsumerThreads::One => {
+            let thread = ThreadSpec::new("tw-subs").core(pinning.core(1)).idle(idle);
+            Layout::new().thread(agents.fold(thread, ThreadSpec::agent))
         }
-    }
-    if threads == ConsumerThreads::One {
-        layout = layout.thread(shared);
-    }
+    };
     drop(tx);
     let pipeline = layout.spawn().unwrap_or_else(|e| panic!("{scenario}: {e}"));
 
