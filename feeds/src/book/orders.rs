@@ -419,17 +419,11 @@ impl OrderTable {
                 continue;
             }
             let i = (self.base & self.mask) as usize;
-            let oldest = self.slots[i];
-            if oldest.is_live() {
-                if self.in_window * MIN_SLOTS_PER_LIVE > self.slots.len() {
-                    self.resize(self.slots.len() * 2);
-                    continue;
-                }
-                let order = self.expand(oldest);
-                self.spill_insert(self.base, order);
-                self.slots[i] = Slot::EMPTY;
-                self.in_window -= 1;
+            if self.slots[i].is_live() && self.in_window * MIN_SLOTS_PER_LIVE > self.slots.len() {
+                self.resize(self.slots.len() * 2);
+                continue;
             }
+            self.evict(self.base);
             self.base += 1;
             if i == 0 {
                 self.lap();
@@ -455,13 +449,7 @@ impl OrderTable {
         let keep = self.span.min(len as u64);
         let dropped = self.span - keep;
         for n in 0..dropped {
-            let id = self.base + n;
-            let slot = self.slots[(id & self.mask) as usize];
-            if slot.is_live() {
-                let order = self.expand(slot);
-                self.spill_insert(id, order);
-                self.in_window -= 1;
-            }
+            self.evict(self.base + n);
         }
         let mask = len as u64 - 1;
         let mut slots = vec![Slot::EMPTY; len];
@@ -479,18 +467,24 @@ impl OrderTable {
     fn evict_all(&mut self) {
         if self.in_window > 0 {
             for n in 0..self.span {
-                let id = self.base + n;
-                let i = (id & self.mask) as usize;
-                let slot = self.slots[i];
-                if slot.is_live() {
-                    let order = self.expand(slot);
-                    self.spill_insert(id, order);
-                    self.slots[i] = Slot::EMPTY;
-                }
+                self.evict(self.base + n);
             }
-            self.in_window = 0;
+            debug_assert_eq!(self.in_window, 0, "every resting order is in the span");
         }
         self.span = 0;
+    }
+
+    /// Moves the order resting in the slot of `id` (an id the window covers), if any, to
+    /// the spill, and empties the slot.
+    fn evict(&mut self, id: u64) {
+        let i = (id & self.mask) as usize;
+        let slot = self.slots[i];
+        if slot.is_live() {
+            let order = self.expand(slot);
+            self.spill_insert(id, order);
+            self.slots[i] = Slot::EMPTY;
+            self.in_window -= 1;
+        }
     }
 
     /// Removes `size` from order `id` (removing the order when nothing remains); returns the
