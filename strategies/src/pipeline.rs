@@ -133,11 +133,12 @@ pub struct PipelineConfig {
     /// Stop after this many market events (absent = the whole feed).
     pub max_events: Option<u64>,
     /// Idle strategy of the trading thread: `backoff` (default), `yielding`, `blocking`,
-    /// `sleeping`, `busy-spin`.
+    /// `sleeping`, `busy-spin`, `no-op`, `spin-batching`.
     pub idle: String,
     /// Idle strategy of the ingest thread when its feed has nothing due: `backoff`
-    /// (default), `yielding`, `blocking`, `sleeping`, `busy-spin`. A backoff thread parks
-    /// for up to 1 ms, which a paced feed then sees as latency; `yielding` keeps it awake.
+    /// (default), `yielding`, `blocking`, `sleeping`, `busy-spin`, `no-op`, `spin-batching`.
+    /// A backoff thread parks for up to 1 ms, which a paced feed then sees as latency;
+    /// `yielding` keeps it awake.
     pub ingest_idle: String,
     /// Cores for the `ingest` and `trading` threads: `[ingest, trading]`, or `[]` (or
     /// absent) for unpinned. `[]` undoes a default that pins.
