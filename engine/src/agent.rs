@@ -71,6 +71,15 @@ pub trait Agent: Send {
         false
     }
 
+    /// Whether the agent only reads a stream another thread writes: its work units are
+    /// events read, and nothing waits on what it does between rounds. On a
+    /// [`BusySpin`](IdleStrategy::BusySpin) thread whose agents all say so, a round that read
+    /// a burst is followed by a short settle (see [`crate::idle`]). `false` by default: an
+    /// agent that writes (a feed, a stage that publishes) would have its writes delayed.
+    fn only_reads(&self) -> bool {
+        false
+    }
+
     /// Called once on the agent's thread after it is done or the thread stops. An error
     /// returned here (for example a feed's decode error stored by `do_work`) becomes the
     /// pipeline's error.
@@ -226,6 +235,10 @@ impl<T: Send + Sync, H: Handler<T>> Agent for HandlerAgent<T, H> {
             .poll_up_to(self.max_batch, |event, sequence, end_of_batch| {
                 handler.on_event(event, sequence, end_of_batch)
             })
+    }
+
+    fn only_reads(&self) -> bool {
+        true
     }
 
     fn is_done(&self) -> bool {
@@ -606,6 +619,8 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
                 })?;
         }
         let mut idler = Idler::new(idle);
+        // The dense-round settle is for threads that only read (see `Agent::only_reads`).
+        let settles = agents.iter().all(|agent| agent.only_reads());
         loop {
             let mut round = 0usize;
             let mut all_done = true;
@@ -636,7 +651,7 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
             }
             if round > 0 {
                 idler.reset();
-                for _ in 0..idler.settle() {
+                for _ in 0..idler.settle_after(round, settles) {
                     core::hint::spin_loop();
                 }
                 continue;

@@ -3,7 +3,7 @@
 //!
 //! | strategy | when idle | wake-up latency | CPU when idle |
 //! |---|---|---|---|
-//! | [`BusySpin`](IdleStrategy::BusySpin) | spins (`spin_loop` hint) | lowest | a whole core |
+//! | [`BusySpin`](IdleStrategy::BusySpin) | spins (`spin_loop` hint); after a dense round, [`DENSE_SETTLE`] hints before looking again | lowest; up to [`DENSE_SETTLE`] hints for an event right behind a burst | a whole core |
 //! | [`NoOp`](IdleStrategy::NoOp) | looks again at once (no hint) | lowest, less the hint's ~25 ns | a whole core, hotter |
 //! | [`Yielding`](IdleStrategy::Yielding) | spins, then yields the core | low | a core, shared |
 //! | [`Backoff`](IdleStrategy::Backoff) | spins, yields, then parks in growing steps | low, then up to `max_park` unless woken | little |
@@ -27,6 +27,18 @@
 //! [`BusySpin`](IdleStrategy::BusySpin): the settle only follows work. Use it on threads that
 //! only read; on a thread that also writes, it delays the writes.
 //!
+//! [`BusySpin`](IdleStrategy::BusySpin) settles too, but only when the stream is dense: after
+//! a round that read at least [`DENSE_ROUND`] events (more were published while it handled
+//! the last ones) it spins [`DENSE_SETTLE`] hints (~0.4 µs) before looking again. A reader
+//! of a sparse stream sees its events one at a time and never settles, so its latency is
+//! that of a plain spin; a reader of a dense stream stops taking the cursor's line after
+//! every few publishes. Measured on this machine's 1P-1C, one event per publish: ~50 M
+//! events/s with batches of ~3 without the settle, ~440-560 M events/s with batches of
+//! several hundred with it. The settle applies only on a thread whose agents all only read
+//! ([`Agent::only_reads`](crate::agent::Agent::only_reads), true for a
+//! [`HandlerAgent`](crate::agent::HandlerAgent)): a feed's writes are never delayed.
+//! [`NoOp`](IdleStrategy::NoOp) never settles: it is the plain spin.
+//!
 //! [`Sleeping`](IdleStrategy::Sleeping) is Aeron's `SleepingIdleStrategy` and the
 //! `disruptor` crate's `Sleep`: it trades latency for throughput when threads outnumber
 //! cores. A woken consumer takes the core from the writer for a batch of one; a sleeping
@@ -35,12 +47,22 @@
 
 use std::time::Duration;
 
+/// Events a [`BusySpin`](IdleStrategy::BusySpin) round must have read for the stream to count
+/// as dense (see the module docs): one means the reader is keeping up.
+pub const DENSE_ROUND: usize = 2;
+
+/// Spin-loop hints a [`BusySpin`](IdleStrategy::BusySpin) reader spins after a dense round
+/// (~0.4 µs at ~25 ns a hint on the AMD EPYC cores measured) before it looks again.
+pub const DENSE_SETTLE: u32 = 16;
+
 /// How a thread waits when it has no work. `Copy` configuration; the state lives in
 /// [`Idler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleStrategy {
     /// Spin without giving up the core, with a `spin_loop` hint per idle round (Aeron's
-    /// `BusySpinIdleStrategy`; the `disruptor` crate's `BusySpinWithSpinLoopHint`).
+    /// `BusySpinIdleStrategy`; the `disruptor` crate's `BusySpinWithSpinLoopHint`), and after
+    /// a round of at least [`DENSE_ROUND`] events, [`DENSE_SETTLE`] more hints before looking
+    /// again (see the module docs).
     BusySpin,
     /// Look again at once, without even a spin-loop hint (Aeron's `NoOpIdleStrategy`; the
     /// `disruptor` crate's `BusySpin`): an event is seen up to one hint sooner (a `pause`
@@ -219,12 +241,16 @@ impl Idler {
         self.rounds = 0;
     }
 
-    /// Spin-loop hints to spin after a round that did work before looking again (non-zero
-    /// only for [`SpinBatching`](IdleStrategy::SpinBatching)).
+    /// Spin-loop hints to spin before looking again after a round that did `work` units on
+    /// a thread whose agents `only_read` (their units are events read):
+    /// [`SpinBatching`](IdleStrategy::SpinBatching)'s `settle` after any work;
+    /// [`BusySpin`](IdleStrategy::BusySpin)'s [`DENSE_SETTLE`] after a round of at least
+    /// [`DENSE_ROUND`], on a reading thread only; zero otherwise.
     #[inline(always)]
-    pub fn settle(&self) -> u32 {
+    pub fn settle_after(&self, work: usize, only_read: bool) -> u32 {
         match self.strategy {
-            IdleStrategy::SpinBatching { settle } => settle,
+            IdleStrategy::SpinBatching { settle } if work > 0 => settle,
+            IdleStrategy::BusySpin if only_read && work >= DENSE_ROUND => DENSE_SETTLE,
             _ => 0,
         }
     }
@@ -342,8 +368,21 @@ mod tests {
     #[test]
     fn spin_batching_spins_when_idle_and_settles_after_work() {
         let mut idler = Idler::new(IdleStrategy::SPIN_BATCHING);
-        assert_eq!((idler.step(), idler.settle()), (IdleStep::Spin, 64));
-        assert_eq!(Idler::new(IdleStrategy::BusySpin).settle(), 0);
+        assert_eq!(idler.step(), IdleStep::Spin);
+        assert_eq!((idler.settle_after(1, false), idler.settle_after(0, true)), (64, 0));
+    }
+
+    #[test]
+    fn busy_spin_settles_only_after_a_dense_round() {
+        let mut idler = Idler::new(IdleStrategy::BusySpin);
+        assert_eq!(idler.step(), IdleStep::Spin);
+        assert_eq!(idler.settle_after(0, true), 0);
+        let sparse = idler.settle_after(DENSE_ROUND - 1, true);
+        assert_eq!(sparse, 0, "a reader keeping up never settles");
+        assert_eq!(idler.settle_after(DENSE_ROUND, true), DENSE_SETTLE);
+        assert_eq!(idler.settle_after(1000, true), DENSE_SETTLE);
+        let writer = idler.settle_after(1000, false);
+        assert_eq!(writer, 0, "a thread that writes never settles");
     }
 
     #[test]
@@ -353,7 +392,7 @@ mod tests {
             (idler.step(), idler.step()),
             (IdleStep::Retry, IdleStep::Retry)
         );
-        assert_eq!(idler.settle(), 0);
+        assert_eq!((idler.settle_after(1, true), idler.settle_after(1000, true)), (0, 0));
         assert!(!IdleStrategy::NoOp.parks());
     }
 

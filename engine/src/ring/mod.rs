@@ -771,6 +771,11 @@ impl<T> Subscriber<T> {
         let available = self.available();
         let end = available.min(self.next.saturating_add(max as u64));
         if end <= self.next {
+            // Nothing yet: ask for the line of the next event now, so that when the writer
+            // publishes, fetching it overlaps with fetching the cursor instead of following
+            // it (1P-1C latency p50 at 100k events/s: ~160-180 ns without, ~130-150 ns with;
+            // ~430 ns against ~360 ns when the two cores are far apart).
+            self.shared.slot(self.next).prefetch();
             return 0;
         }
         let start = self.next;
