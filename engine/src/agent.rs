@@ -623,7 +623,10 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
         let settles = agents.iter().all(|agent| agent.only_reads());
         loop {
             let mut round = 0usize;
+            // The most one agent did this round: "dense" is per reader, not summed.
+            let mut most = 0usize;
             let mut all_done = true;
+            let checkpoint = idler.at_checkpoint();
             for (i, agent) in agents.iter_mut().enumerate() {
                 if done[i] {
                     continue;
@@ -631,10 +634,12 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
                 current = i;
                 let n = agent.do_work();
                 round += n;
+                most = most.max(n);
                 work[i] += n as u64;
                 // An agent that just did work is asked next round: `is_done` is off the busy
-                // path (it reads the ring's shared flags).
-                if n == 0 && agent.is_done() {
+                // path (it reads the ring's shared flags), and a spinning thread asks only at
+                // checkpoints (`Idler::at_checkpoint`).
+                if n == 0 && checkpoint && agent.is_done() {
                     done[i] = true;
                     agent
                         .on_close()
@@ -651,7 +656,7 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
             }
             if round > 0 {
                 idler.reset();
-                for _ in 0..idler.settle_after(round, settles) {
+                for _ in 0..idler.settle_after(most, settles) {
                     core::hint::spin_loop();
                 }
                 continue;

@@ -28,8 +28,8 @@
 //! only read; on a thread that also writes, it delays the writes.
 //!
 //! [`BusySpin`](IdleStrategy::BusySpin) settles too, but only when the stream is dense: after
-//! a round that read at least [`DENSE_ROUND`] events (more were published while it handled
-//! the last ones) it spins [`DENSE_SETTLE`] hints (~0.4 µs) before looking again. A reader
+//! a round in which one of its readers read at least [`DENSE_ROUND`] events (more were
+//! published while it handled the last ones) it spins [`DENSE_SETTLE`] hints (~0.4 µs) before looking again. A reader
 //! of a sparse stream sees its events one at a time and never settles, so its latency is
 //! that of a plain spin; a reader of a dense stream stops taking the cursor's line after
 //! every few publishes. Measured on this machine's 1P-1C, one event per publish: ~50 M
@@ -55,14 +55,19 @@ pub const DENSE_ROUND: usize = 2;
 /// (~0.4 µs at ~25 ns a hint on the AMD EPYC cores measured) before it looks again.
 pub const DENSE_SETTLE: u32 = 16;
 
+/// A spinning thread asks its idle agents whether they are done once in this many idle
+/// rounds (see [`Idler::at_checkpoint`]).
+pub const SPIN_CHECK_EVERY: u32 = 64;
+
 /// How a thread waits when it has no work. `Copy` configuration; the state lives in
 /// [`Idler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleStrategy {
     /// Spin without giving up the core, with a `spin_loop` hint per idle round (Aeron's
-    /// `BusySpinIdleStrategy`; the `disruptor` crate's `BusySpinWithSpinLoopHint`), and after
-    /// a round of at least [`DENSE_ROUND`] events, [`DENSE_SETTLE`] more hints before looking
-    /// again (see the module docs).
+    /// `BusySpinIdleStrategy`; the `disruptor` crate's `BusySpinWithSpinLoopHint`), and, on a
+    /// thread that only reads, after a round in which a reader read at least
+    /// [`DENSE_ROUND`] events, [`DENSE_SETTLE`] more hints before looking again (see the
+    /// module docs).
     BusySpin,
     /// Look again at once, without even a spin-loop hint (Aeron's `NoOpIdleStrategy`; the
     /// `disruptor` crate's `BusySpin`): an event is seen up to one hint sooner (a `pause`
@@ -235,14 +240,30 @@ impl Idler {
         self.strategy
     }
 
+    /// Whether the next idle round is a checkpoint, where the runner asks idle agents
+    /// whether they are done: every round for strategies that yield, park or sleep (a round
+    /// is slow anyway); every [`SPIN_CHECK_EVERY`]th for the spinning ones, whose idle round
+    /// is a look at a cursor and a hint, and an extra call would lengthen it. The first idle
+    /// round after work is always one, so a drained reader stops at once.
+    #[inline(always)]
+    pub fn at_checkpoint(&self) -> bool {
+        match self.strategy {
+            IdleStrategy::BusySpin | IdleStrategy::NoOp | IdleStrategy::SpinBatching { .. } => {
+                self.rounds % SPIN_CHECK_EVERY == 0
+            }
+            _ => true,
+        }
+    }
+
     /// Call after a round that did work: the next idle round starts from the beginning.
     #[inline(always)]
     pub fn reset(&mut self) {
         self.rounds = 0;
     }
 
-    /// Spin-loop hints to spin before looking again after a round that did `work` units on
-    /// a thread whose agents `only_read` (their units are events read):
+    /// Spin-loop hints to spin before looking again after a round in which the busiest
+    /// agent did `work` units, on a thread whose agents `only_read` (their units are events
+    /// read):
     /// [`SpinBatching`](IdleStrategy::SpinBatching)'s `settle` after any work;
     /// [`BusySpin`](IdleStrategy::BusySpin)'s [`DENSE_SETTLE`] after a round of at least
     /// [`DENSE_ROUND`], on a reading thread only; zero otherwise.
@@ -383,6 +404,25 @@ mod tests {
         assert_eq!(idler.settle_after(1000, true), DENSE_SETTLE);
         let writer = idler.settle_after(1000, false);
         assert_eq!(writer, 0, "a thread that writes never settles");
+    }
+
+    #[test]
+    fn spinning_threads_check_for_done_agents_at_checkpoints_only() {
+        let mut idler = Idler::new(IdleStrategy::BusySpin);
+        assert!(idler.at_checkpoint(), "the first idle round after work");
+        idler.step();
+        assert!(!idler.at_checkpoint());
+        for _ in 1..SPIN_CHECK_EVERY {
+            idler.step();
+        }
+        assert!(idler.at_checkpoint(), "every {SPIN_CHECK_EVERY}th idle round");
+        idler.reset();
+        assert!(idler.at_checkpoint());
+        let mut backoff = Idler::new(IdleStrategy::BACKOFF);
+        for _ in 0..3 {
+            assert!(backoff.at_checkpoint(), "a parking strategy checks every round");
+            backoff.step();
+        }
     }
 
     #[test]
