@@ -493,7 +493,7 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
         warmup: measured / 10,
         measured,
     };
-    let runs = if config.quick { 1 } else { 3 };
+    let runs = if config.quick { 1 } else { 7 };
     let rows = latency_table(&latency, runs);
     let reference_p99 = rows
         .iter()
@@ -501,7 +501,9 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
         .map(|r| r.percentiles.p99);
     let mut outcome = Outcome {
         detail: format!(
-            "100k events/s, {measured} recorded per run after {} warm-up, {runs} run(s) merged",
+            "100k events/s, {measured} recorded per run after {} warm-up, {runs} interleaved \
+             run(s) merged; the note gives the median of the runs' p50s and p99s, which one \
+             disturbed run cannot move",
             latency.warmup
         ),
         ..Outcome::default()
@@ -518,7 +520,18 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
             format!("{}, ring {}", row.idle, row.capacity),
         )
         .latency(&row.histogram)
-        .throughput(100_000.0, "events/s");
+        .throughput(100_000.0, "events/s")
+        .note({
+            let (p50, p99) = row.median_of_runs();
+            let list = |v: &[u64]| v.iter().map(|&ns| format_ns(ns)).collect::<Vec<_>>();
+            format!(
+                "median of {runs} runs: p50 {}, p99 {}; per-run p50 {}; per-run p99 {}",
+                format_ns(p50),
+                format_ns(p99),
+                list(&row.run_p50).join(" "),
+                list(&row.run_p99).join(" ")
+            )
+        });
         r.p99_ratio = reference_p99.map(|t| row.percentiles.p99 as f64 / t.max(1) as f64);
         outcome.rows.push(r);
         series.push((

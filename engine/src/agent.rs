@@ -656,9 +656,7 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
             }
             if round > 0 {
                 idler.reset();
-                for _ in 0..idler.settle_after(most, settles) {
-                    core::hint::spin_loop();
-                }
+                idler.settle_after(most, settles).run();
                 continue;
             }
             match idler.step() {

@@ -3,8 +3,8 @@
 //!
 //! | strategy | when idle | wake-up latency | CPU when idle |
 //! |---|---|---|---|
-//! | [`BusySpin`](IdleStrategy::BusySpin) | spins (`spin_loop` hint); after a dense round, [`DENSE_SETTLE`] hints before looking again | lowest; up to [`DENSE_SETTLE`] hints for an event right behind a burst | a whole core |
-//! | [`NoOp`](IdleStrategy::NoOp) | looks again at once (no hint) | lowest, less the hint's ~25 ns | a whole core, hotter |
+//! | [`BusySpin`](IdleStrategy::BusySpin) | spins (`spin_loop` hint); a reader waits [`DENSE_SETTLE`] after a dense round | lowest; up to [`DENSE_SETTLE`] more for an event right behind a burst | a whole core |
+//! | [`NoOp`](IdleStrategy::NoOp) | looks again at once (no hint); a reader waits [`DENSE_SETTLE`] after a dense round | lowest, less the hint's ~25 ns | a whole core, hotter |
 //! | [`Yielding`](IdleStrategy::Yielding) | spins, then yields the core | low | a core, shared |
 //! | [`Backoff`](IdleStrategy::Backoff) | spins, yields, then parks in growing steps | low, then up to `max_park` unless woken | little |
 //! | [`Blocking`](IdleStrategy::Blocking) | parks until the writer wakes it | a wake-up (µs) | none |
@@ -27,17 +27,17 @@
 //! [`BusySpin`](IdleStrategy::BusySpin): the settle only follows work. Use it on threads that
 //! only read; on a thread that also writes, it delays the writes.
 //!
-//! [`BusySpin`](IdleStrategy::BusySpin) settles too, but only when the stream is dense: after
-//! a round in which one of its readers read at least [`DENSE_ROUND`] events (more were
-//! published while it handled the last ones) it spins [`DENSE_SETTLE`] hints (~0.4 µs) before looking again. A reader
-//! of a sparse stream sees its events one at a time and never settles, so its latency is
-//! that of a plain spin; a reader of a dense stream stops taking the cursor's line after
-//! every few publishes. Measured on this machine's 1P-1C, one event per publish: ~50 M
-//! events/s with batches of ~3 without the settle, ~440-560 M events/s with batches of
-//! several hundred with it. The settle applies only on a thread whose agents all only read
+//! [`BusySpin`](IdleStrategy::BusySpin) and [`NoOp`](IdleStrategy::NoOp) settle too, but
+//! only when the stream is dense: after a round in which one of its readers read at least
+//! [`DENSE_ROUND`] events (more were published while it handled the last ones), the thread
+//! waits [`DENSE_SETTLE`] (0.4 µs) before it looks again. A reader of a sparse stream finds
+//! its events one at a time and never settles, so its latency is that of a plain spin; a
+//! reader of a dense stream stops taking the cursor's line after every few publishes.
+//! Measured on this machine's 1P-1C, one event per publish: ~60 M events/s with batches of
+//! ~3 without the settle, ~590 M events/s with batches of several hundred with it. The
+//! settle applies only on a thread whose agents all only read
 //! ([`Agent::only_reads`](crate::agent::Agent::only_reads), true for a
 //! [`HandlerAgent`](crate::agent::HandlerAgent)): a feed's writes are never delayed.
-//! [`NoOp`](IdleStrategy::NoOp) never settles: it is the plain spin.
 //!
 //! [`Sleeping`](IdleStrategy::Sleeping) is Aeron's `SleepingIdleStrategy` and the
 //! `disruptor` crate's `Sleep`: it trades latency for throughput when threads outnumber
@@ -51,9 +51,10 @@ use std::time::Duration;
 /// as dense (see the module docs): one means the reader is keeping up.
 pub const DENSE_ROUND: usize = 2;
 
-/// Spin-loop hints a [`BusySpin`](IdleStrategy::BusySpin) reader spins after a dense round
-/// (~0.4 µs at ~25 ns a hint on the AMD EPYC cores measured) before it looks again.
-pub const DENSE_SETTLE: u32 = 16;
+/// How long a spinning reader waits after a dense round before it looks again. A time,
+/// not a count of spin-loop hints: a `pause` costs from ~10 to ~140 cycles depending on
+/// the CPU (~25 ns on the AMD EPYC cores measured).
+pub const DENSE_SETTLE: Duration = Duration::from_nanos(400);
 
 /// A spinning thread asks its idle agents whether they are done once in this many idle
 /// rounds (see [`Idler::at_checkpoint`]).
@@ -64,15 +65,15 @@ pub const SPIN_CHECK_EVERY: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleStrategy {
     /// Spin without giving up the core, with a `spin_loop` hint per idle round (Aeron's
-    /// `BusySpinIdleStrategy`; the `disruptor` crate's `BusySpinWithSpinLoopHint`), and, on a
-    /// thread that only reads, after a round in which a reader read at least
-    /// [`DENSE_ROUND`] events, [`DENSE_SETTLE`] more hints before looking again (see the
-    /// module docs).
+    /// `BusySpinIdleStrategy`; the `disruptor` crate's `BusySpinWithSpinLoopHint`); on a thread
+    /// that only reads, it waits [`DENSE_SETTLE`] after a round in which a reader read at
+    /// least [`DENSE_ROUND`] events (see the module docs).
     BusySpin,
     /// Look again at once, without even a spin-loop hint (Aeron's `NoOpIdleStrategy`; the
     /// `disruptor` crate's `BusySpin`): an event is seen up to one hint sooner (a `pause`
     /// costs ~25 ns on the AMD EPYC cores measured), but the core never rests and an SMT
-    /// sibling loses the share the hint would give it.
+    /// sibling loses the share the hint would give it. Settles after a dense round as
+    /// [`BusySpin`](Self::BusySpin) does, without hints.
     NoOp,
     /// Spin without giving up the core, and after a round that did work spin `settle` more
     /// hints before looking again (see the module docs: for readers of a streaming writer).
@@ -217,6 +218,46 @@ pub enum IdleStep {
     Sleep(Duration),
 }
 
+/// What a thread does after a round that did work, before it looks for more (see
+/// [`Idler::settle_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Look again at once.
+    None,
+    /// Spin this many spin-loop hints.
+    Hints(u32),
+    /// Spin for this long, with a spin-loop hint per turn or not.
+    For {
+        /// How long.
+        time: Duration,
+        /// Whether each turn issues a spin-loop hint.
+        hint: bool,
+    },
+}
+
+impl Settle {
+    /// Does it, on the calling thread.
+    #[inline]
+    pub fn run(self) {
+        match self {
+            Self::None => {}
+            Self::Hints(n) => {
+                for _ in 0..n {
+                    core::hint::spin_loop();
+                }
+            }
+            Self::For { time, hint } => {
+                let start = std::time::Instant::now();
+                while start.elapsed() < time {
+                    if hint {
+                        core::hint::spin_loop();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The state of one thread's idle strategy: how many idle rounds in a row it has had.
 #[derive(Debug, Clone)]
 pub struct Idler {
@@ -261,18 +302,26 @@ impl Idler {
         self.rounds = 0;
     }
 
-    /// Spin-loop hints to spin before looking again after a round in which the busiest
-    /// agent did `work` units, on a thread whose agents `only_read` (their units are events
-    /// read):
-    /// [`SpinBatching`](IdleStrategy::SpinBatching)'s `settle` after any work;
-    /// [`BusySpin`](IdleStrategy::BusySpin)'s [`DENSE_SETTLE`] after a round of at least
-    /// [`DENSE_ROUND`], on a reading thread only; zero otherwise.
+    /// What to do before looking again after a round in which the busiest agent did `work`
+    /// units, on a thread whose agents `only_read` (their units are events read):
+    /// [`SpinBatching`](IdleStrategy::SpinBatching) spins its `settle` hints after any work;
+    /// [`BusySpin`](IdleStrategy::BusySpin) and [`NoOp`](IdleStrategy::NoOp) wait
+    /// [`DENSE_SETTLE`] after a round of at least [`DENSE_ROUND`], on a reading thread only
+    /// (with or without hints, as when idle); nothing otherwise.
     #[inline(always)]
-    pub fn settle_after(&self, work: usize, only_read: bool) -> u32 {
+    pub fn settle_after(&self, work: usize, only_read: bool) -> Settle {
+        let dense = only_read && work >= DENSE_ROUND;
         match self.strategy {
-            IdleStrategy::SpinBatching { settle } if work > 0 => settle,
-            IdleStrategy::BusySpin if only_read && work >= DENSE_ROUND => DENSE_SETTLE,
-            _ => 0,
+            IdleStrategy::SpinBatching { settle } if work > 0 => Settle::Hints(settle),
+            IdleStrategy::BusySpin if dense => Settle::For {
+                time: DENSE_SETTLE,
+                hint: true,
+            },
+            IdleStrategy::NoOp if dense => Settle::For {
+                time: DENSE_SETTLE,
+                hint: false,
+            },
+            _ => Settle::None,
         }
     }
 
@@ -390,20 +439,41 @@ mod tests {
     fn spin_batching_spins_when_idle_and_settles_after_work() {
         let mut idler = Idler::new(IdleStrategy::SPIN_BATCHING);
         assert_eq!(idler.step(), IdleStep::Spin);
-        assert_eq!((idler.settle_after(1, false), idler.settle_after(0, true)), (64, 0));
+        assert_eq!(idler.settle_after(1, false), Settle::Hints(64));
+        assert_eq!(idler.settle_after(0, true), Settle::None);
     }
 
     #[test]
-    fn busy_spin_settles_only_after_a_dense_round() {
-        let mut idler = Idler::new(IdleStrategy::BusySpin);
-        assert_eq!(idler.step(), IdleStep::Spin);
-        assert_eq!(idler.settle_after(0, true), 0);
-        let sparse = idler.settle_after(DENSE_ROUND - 1, true);
-        assert_eq!(sparse, 0, "a reader keeping up never settles");
-        assert_eq!(idler.settle_after(DENSE_ROUND, true), DENSE_SETTLE);
-        assert_eq!(idler.settle_after(1000, true), DENSE_SETTLE);
-        let writer = idler.settle_after(1000, false);
-        assert_eq!(writer, 0, "a thread that writes never settles");
+    fn spinning_readers_settle_only_after_a_dense_round() {
+        for (strategy, hint) in [(IdleStrategy::BusySpin, true), (IdleStrategy::NoOp, false)] {
+            let idler = Idler::new(strategy);
+            let dense = Settle::For {
+                time: DENSE_SETTLE,
+                hint,
+            };
+            assert_eq!(idler.settle_after(0, true), Settle::None, "{strategy}");
+            let sparse = idler.settle_after(DENSE_ROUND - 1, true);
+            assert_eq!(sparse, Settle::None, "{strategy}: a reader keeping up");
+            assert_eq!(idler.settle_after(DENSE_ROUND, true), dense, "{strategy}");
+            assert_eq!(idler.settle_after(1000, true), dense, "{strategy}");
+            let writer = idler.settle_after(1000, false);
+            assert_eq!(writer, Settle::None, "{strategy}: a thread that writes");
+        }
+        let parking = Idler::new(IdleStrategy::BACKOFF).settle_after(1000, true);
+        assert_eq!(parking, Settle::None);
+    }
+
+    #[test]
+    fn a_timed_settle_lasts_its_time() {
+        for hint in [true, false] {
+            let start = std::time::Instant::now();
+            Settle::For {
+                time: Duration::from_micros(200),
+                hint,
+            }
+            .run();
+            assert!(start.elapsed() >= Duration::from_micros(200), "hint {hint}");
+        }
     }
 
     #[test]
@@ -415,12 +485,18 @@ mod tests {
         for _ in 1..SPIN_CHECK_EVERY {
             idler.step();
         }
-        assert!(idler.at_checkpoint(), "every {SPIN_CHECK_EVERY}th idle round");
+        assert!(
+            idler.at_checkpoint(),
+            "every {SPIN_CHECK_EVERY}th idle round"
+        );
         idler.reset();
         assert!(idler.at_checkpoint());
         let mut backoff = Idler::new(IdleStrategy::BACKOFF);
         for _ in 0..3 {
-            assert!(backoff.at_checkpoint(), "a parking strategy checks every round");
+            assert!(
+                backoff.at_checkpoint(),
+                "a parking strategy checks every round"
+            );
             backoff.step();
         }
     }
@@ -432,7 +508,6 @@ mod tests {
             (idler.step(), idler.step()),
             (IdleStep::Retry, IdleStep::Retry)
         );
-        assert_eq!((idler.settle_after(1, true), idler.settle_after(1000, true)), (0, 0));
         assert!(!IdleStrategy::NoOp.parks());
     }
 
