@@ -73,9 +73,10 @@ pub trait Agent: Send {
 
     /// Whether the agent only reads a stream another thread writes: its work units are
     /// events read, and nothing waits on what it does between rounds. On a
-    /// [`BusySpin`](IdleStrategy::BusySpin) thread whose agents all say so, a round that read
-    /// a burst is followed by a short settle (see [`crate::idle`]). `false` by default: an
-    /// agent that writes (a feed, a stage that publishes) would have its writes delayed.
+    /// [`BusySpin`](IdleStrategy::BusySpin) or [`NoOp`](IdleStrategy::NoOp) thread whose
+    /// agents all say so, a round in which one read a burst is followed by a short settle
+    /// (see [`crate::idle`]). `false` by default: an agent that writes (a feed, a stage that
+    /// publishes) would have its writes delayed.
     fn only_reads(&self) -> bool {
         false
     }
