@@ -134,8 +134,8 @@ impl AgentContext {
     /// it does nothing when the thread never parks.
     pub fn wake_on<T>(&mut self, subscriber: &Subscriber<T>) {
         if self.parks {
+            subscriber.register_parker(&self.thread);
             for list in subscriber.wait_lists() {
-                list.register(self.thread.clone());
                 if !self.wake_lists.iter().any(|l| Arc::ptr_eq(l, list)) {
                     self.wake_lists.push(Arc::clone(list));
                 }

@@ -7,9 +7,10 @@
 //! one wake-up per sleep, however many events are published while the woken thread waits
 //! for a core (the Disruptor's `LiteBlockingWaitStrategy` idea; signalling on every publish
 //! while anyone sleeps cost a lock and an unpark per event and made a 5-thread stress run on
-//! 2 cores ten times slower). When no thread of a ring ever parks (`registered == 0`: the
-//! busy-spin and yielding strategies), publishing costs one extra Relaxed load of a
-//! read-mostly line.
+//! 2 cores ten times slower). When no thread of a ring ever parks (the busy-spin and
+//! yielding strategies), publishing costs one extra Relaxed load: the ring's writer keeps
+//! the count of registered readers on its cursor's own cache line, so that load is of the
+//! line it has just stored to (a subscriber waking downstream ones reads `registered`).
 
 use std::sync::Mutex;
 use std::thread::Thread;
@@ -33,16 +34,19 @@ pub(crate) struct WakeList {
 }
 
 impl WakeList {
-    /// Registers `thread` to be unparked when the writer publishes while it sleeps.
-    pub(crate) fn register(&self, thread: Thread) {
+    /// Registers `thread` to be unparked when the writer publishes while it sleeps. Returns
+    /// whether it was new to the list.
+    pub(crate) fn register(&self, thread: Thread) -> bool {
         let mut threads = self
             .threads
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !threads.iter().any(|t| t.id() == thread.id()) {
-            threads.push(thread);
-            self.registered.fetch_add(1, Ordering::Relaxed);
+        if threads.iter().any(|t| t.id() == thread.id()) {
+            return false;
         }
+        threads.push(thread);
+        self.registered.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Announces that the calling thread is about to park. The caller must look for work
@@ -56,17 +60,24 @@ impl WakeList {
         fence(Ordering::SeqCst);
     }
 
-    /// Called by the writer after every publish.
+    /// Called by the writer after every publish (a subscriber after every batch).
     #[inline(always)]
     pub(crate) fn notify_if_sleeping(&self) {
         if self.registered.load(Ordering::Relaxed) != 0 {
-            // SeqCst fence pairs with the one in `begin_sleep` (see there).
-            fence(Ordering::SeqCst);
-            // The load filters the common case without a write to the shared line; the swap
-            // makes sure one wake-up serves one raise of the flag.
-            if self.signal.load(Ordering::Relaxed) && self.signal.swap(false, Ordering::Relaxed) {
-                self.notify_all();
-            }
+            self.notify_registered();
+        }
+    }
+
+    /// As [`notify_if_sleeping`](Self::notify_if_sleeping), for a writer that already knows
+    /// a thread registered (the ring's writer keeps that count on its cursor's line).
+    #[inline(always)]
+    pub(crate) fn notify_registered(&self) {
+        // SeqCst fence pairs with the one in `begin_sleep` (see there).
+        fence(Ordering::SeqCst);
+        // The load filters the common case without a write to the shared line; the swap
+        // makes sure one wake-up serves one raise of the flag.
+        if self.signal.load(Ordering::Relaxed) && self.signal.swap(false, Ordering::Relaxed) {
+            self.notify_all();
         }
     }
 
