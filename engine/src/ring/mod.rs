@@ -86,26 +86,20 @@ pub enum ClaimError {
     Halted,
 }
 
-/// The writer's cursor, and beside it, on the line the writer stores to on every publish,
-/// the count of threads that may park waiting for it: the writer's check "does anyone need
-/// waking?" is then one load from a line it already holds, at a fixed offset from `Shared`
-/// (it was two dependent loads through the wake list's `Arc`, ~1 cycle of a ~5-cycle
-/// publish).
-#[repr(C, align(128))]
-struct CursorLine {
-    /// Count of events published. Written only by the [`Publisher`].
-    value: AtomicU64,
-    /// Threads registered with the ring's wake list (see `Subscriber::register_parker`);
-    /// only grows.
-    parkers: AtomicUsize,
-}
-
 /// State shared by the writer and every subscriber of one ring.
 struct Shared<T> {
-    /// The cursor and the count of threads that may park waiting for it.
-    cursor: CursorLine,
+    /// Count of events published. Written only by the [`Publisher`].
+    cursor: Sequence,
     slots: Box<[SlotCell<T>]>,
     mask: u64,
+    /// Threads registered with `wake` (see `Subscriber::register_parker`); only grows.
+    /// Here, beside `slots` and `mask`, which the writer reads on every publish anyway, its
+    /// "does anyone need waking?" check is one load from a line it already holds, at a
+    /// fixed offset from `Shared`: it was two dependent loads through `wake`'s `Arc`, about
+    /// one cycle of a ~5-cycle publish. Not on the cursor's line: there, with readers that
+    /// park, the writer's load and fence fought the readers for the line, and backoff
+    /// readers ran at half speed.
+    parkers: AtomicUsize,
     /// Set when the publisher is dropped: the cursor is final.
     closed: AtomicBool,
     /// Set when a subscriber is dropped before draining: nobody may wait on the ring.
@@ -178,12 +172,10 @@ impl<T> RingBuilder<T> {
         let slots = (0..capacity).map(|_| SlotCell::new(factory())).collect();
         Ok(Self {
             shared: Arc::new(Shared {
-                cursor: CursorLine {
-                    value: AtomicU64::new(0),
-                    parkers: AtomicUsize::new(0),
-                },
+                cursor: CachePadded::new(AtomicU64::new(0)),
                 slots,
                 mask: capacity as u64 - 1,
+                parkers: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 halted: AtomicBool::new(false),
                 wake: Arc::new(WakeList::default()),
@@ -305,7 +297,7 @@ pub struct Publisher<T> {
     /// `sequence_clear_of_consumers`: one compare per publish while the ring has room.
     limit: u64,
     /// The ring's wake list (a copy of `shared.wake`, one load nearer); looked at only once
-    /// `shared.cursor.parkers` says a reader may park.
+    /// `shared.parkers` says a reader may park.
     wake: Arc<WakeList>,
     gating: Box<[Arc<Sequence>]>,
     /// The gating subscribers' wake lists: a writer parked waiting for room is woken by the
@@ -518,10 +510,10 @@ impl<T> Publisher<T> {
         self.next = end;
         // Release pairs with the Acquire load of the cursor in `Subscriber::available`: a
         // subscriber that sees the new cursor also sees the slots written before it.
-        self.shared.cursor.value.store(end, Ordering::Release);
-        // A Relaxed load of the line we just stored to; non-zero only once a reader of the
-        // cursor registered to park (see `WakeList::notify_if_sleeping` for the protocol).
-        if self.shared.cursor.parkers.load(Ordering::Relaxed) != 0 {
+        self.shared.cursor.store(end, Ordering::Release);
+        // Non-zero only once a reader of the cursor registered to park (see
+        // `WakeList::notify_if_sleeping` for the protocol).
+        if self.shared.parkers.load(Ordering::Relaxed) != 0 {
             self.wake.notify_registered();
         }
     }
@@ -687,7 +679,7 @@ impl<T> RingMonitor<T> {
 
     /// Count of events published so far.
     pub fn published(&self) -> u64 {
-        self.shared.cursor.value.load(Ordering::Relaxed)
+        self.shared.cursor.load(Ordering::Relaxed)
     }
 
     /// Each subscriber's name and lag (events published that it has not finished), read
@@ -757,7 +749,6 @@ impl<T> Subscriber<T> {
     pub fn lag(&self) -> u64 {
         self.shared
             .cursor
-            .value
             .load(Ordering::Relaxed)
             .saturating_sub(self.next)
     }
@@ -768,7 +759,7 @@ impl<T> Subscriber<T> {
     pub fn available(&self) -> u64 {
         if self.barrier.is_empty() {
             // Acquire pairs with the Release store in `Publisher::commit_to`.
-            self.shared.cursor.value.load(Ordering::Acquire)
+            self.shared.cursor.load(Ordering::Acquire)
         } else {
             // Acquire pairs with the Release store in `Subscriber::finish_batch` of each
             // upstream subscriber: what they finished, the writer published (they read it
@@ -873,7 +864,7 @@ impl<T> Subscriber<T> {
         // Acquire pairs with the Release store in `Publisher::drop`; then the cursor we read
         // is final.
         self.shared.closed.load(Ordering::Acquire)
-            && self.next == self.shared.cursor.value.load(Ordering::Acquire)
+            && self.next == self.shared.cursor.load(Ordering::Acquire)
     }
 
     /// Whether this subscriber will never see another event: drained, or the ring halted
@@ -890,7 +881,7 @@ impl<T> Subscriber<T> {
     pub(crate) fn register_parker(&self, thread: &std::thread::Thread) {
         for list in self.waits_on.iter() {
             if list.register(thread.clone()) && Arc::ptr_eq(list, &self.shared.wake) {
-                self.shared.cursor.parkers.fetch_add(1, Ordering::Relaxed);
+                self.shared.parkers.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -8,9 +8,9 @@
 //! for a core (the Disruptor's `LiteBlockingWaitStrategy` idea; signalling on every publish
 //! while anyone sleeps cost a lock and an unpark per event and made a 5-thread stress run on
 //! 2 cores ten times slower). When no thread of a ring ever parks (the busy-spin and
-//! yielding strategies), publishing costs one extra Relaxed load: the ring's writer keeps
-//! the count of registered readers on its cursor's own cache line, so that load is of the
-//! line it has just stored to (a subscriber waking downstream ones reads `registered`).
+//! yielding strategies), publishing costs one extra Relaxed load: the ring keeps the
+//! count of registered readers beside its slots' address, on a line the writer reads on
+//! every publish anyway (a subscriber waking downstream ones reads `registered`).
 
 use std::sync::Mutex;
 use std::thread::Thread;
@@ -69,7 +69,7 @@ impl WakeList {
     }
 
     /// As [`notify_if_sleeping`](Self::notify_if_sleeping), for a writer that already knows
-    /// a thread registered (the ring's writer keeps that count on its cursor's line).
+    /// a thread registered (the ring keeps that count beside its slots' address).
     #[inline(always)]
     pub(crate) fn notify_registered(&self) {
         // SeqCst fence pairs with the one in `begin_sleep` (see there).
