@@ -623,8 +623,8 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
         // The dense-round settle is for threads that only read (see `Agent::only_reads`).
         let settles = agents.iter().all(|agent| agent.only_reads());
         loop {
-            let mut round = 0usize;
-            // The most one agent did this round: "dense" is per reader, not summed.
+            // The most one agent did this round: zero when the round did nothing, and
+            // "dense" is per reader, not summed.
             let mut most = 0usize;
             let mut all_done = true;
             let checkpoint = idler.at_checkpoint();
@@ -634,7 +634,6 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
                 }
                 current = i;
                 let n = agent.do_work();
-                round += n;
                 most = most.max(n);
                 work[i] += n as u64;
                 // An agent that just did work is asked next round: `is_done` is off the busy
@@ -655,7 +654,7 @@ fn run_thread(spec: ThreadSpec, stop: StopToken) -> Result<ThreadReport, Pipelin
             if all_done {
                 return Ok(());
             }
-            if round > 0 {
+            if most > 0 {
                 idler.reset();
                 idler.settle_after(most, settles).run();
                 continue;

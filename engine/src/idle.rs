@@ -47,8 +47,9 @@
 
 use std::time::Duration;
 
-/// Events a [`BusySpin`](IdleStrategy::BusySpin) round must have read for the stream to count
-/// as dense (see the module docs): one means the reader is keeping up.
+/// Events one reader of a [`BusySpin`](IdleStrategy::BusySpin) or [`NoOp`](IdleStrategy::NoOp)
+/// thread must have read in a round for the stream to count as dense (see the module docs):
+/// one means the reader is keeping up.
 pub const DENSE_ROUND: usize = 2;
 
 /// How long a spinning reader waits after a dense round before it looks again. A time,

@@ -876,7 +876,7 @@ impl<T> Subscriber<T> {
     }
 
     /// Registers `thread` (this subscriber's, which may park) with every wake list it
-    /// waits on, and counts it on the cursor's line when it waits for the writer.
+    /// waits on, and counts it in `Shared::parkers` when it waits for the writer.
     #[cfg_attr(loom, allow(dead_code))] // used by the agent runner, which loom builds leave out
     pub(crate) fn register_parker(&self, thread: &std::thread::Thread) {
         for list in self.waits_on.iter() {
