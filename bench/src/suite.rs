@@ -42,7 +42,7 @@ use tickwire_feeds::synthetic::{SyntheticConfig, SyntheticFeed};
 use tickwire_feeds::{Feed, FeedStatus, INGEST_BATCH, Sink};
 
 use crate::plot::{PlotError, percentile_plot, throughput_bars};
-use crate::ring::latency::{LatencyConfig, latency_cases, latency_table};
+use crate::ring::latency::{LatencyConfig, format_runs, latency_cases, latency_table};
 use crate::ring::{Scenario, TableConfig, peer_table};
 use crate::{best_of, end_to_end, quic};
 
@@ -523,13 +523,12 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
         .throughput(100_000.0, "events/s")
         .note({
             let (p50, p99) = row.median_of_runs();
-            let list = |v: &[u64]| v.iter().map(|&ns| format_ns(ns)).collect::<Vec<_>>();
             format!(
                 "median of {runs} runs: p50 {}, p99 {}; per-run p50 {}; per-run p99 {}",
                 format_ns(p50),
                 format_ns(p99),
-                list(&row.run_p50).join(" "),
-                list(&row.run_p99).join(" ")
+                format_runs(&row.run_p50),
+                format_runs(&row.run_p99)
             )
         });
         r.p99_ratio = reference_p99.map(|t| row.percentiles.p99 as f64 / t.max(1) as f64);

@@ -441,6 +441,15 @@ impl LatencyRow {
     }
 }
 
+/// Per-run figures as a space-separated list of durations ("158ns 156ns 1.2ms").
+pub fn format_runs(values: &[u64]) -> String {
+    values
+        .iter()
+        .map(|&ns| format_ns(ns))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn median(values: &[u64]) -> u64 {
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
@@ -517,6 +526,7 @@ pub fn latency_markdown(config: &LatencyConfig, rows: &[LatencyRow]) -> String {
     let reference = rows.iter().find(|r| r.implementation == "tickwire");
     for row in rows {
         let p = row.percentiles;
+        let (median_p50, median_p99) = row.median_of_runs();
         let ratio = |ours: u64, theirs: u64| theirs as f64 / (ours.max(1)) as f64;
         let (r50, r99) = reference.map_or((f64::NAN, f64::NAN), |t| {
             (
@@ -524,12 +534,6 @@ pub fn latency_markdown(config: &LatencyConfig, rows: &[LatencyRow]) -> String {
                 ratio(t.percentiles.p99, p.p99),
             )
         });
-        let list = |v: &[u64]| {
-            v.iter()
-                .map(|&ns| format_ns(ns))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {r50:.2}x | {r99:.2}x |",
@@ -541,10 +545,10 @@ pub fn latency_markdown(config: &LatencyConfig, rows: &[LatencyRow]) -> String {
             format_ns(p.p99),
             format_ns(p.p999),
             format_ns(p.max),
-            format_ns(row.median_of_runs().0),
-            format_ns(row.median_of_runs().1),
-            list(&row.run_p50),
-            list(&row.run_p99),
+            format_ns(median_p50),
+            format_ns(median_p99),
+            format_runs(&row.run_p50),
+            format_runs(&row.run_p99),
         );
     }
     out

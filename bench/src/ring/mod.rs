@@ -245,7 +245,14 @@ pub const QUEUE: usize = 1_024;
 
 fn tickwire_case(scenario: Scenario, idle: IdleStrategy, capacity: usize) -> Case {
     Case::new(scenario, "tickwire", idle.to_string(), capacity, move |n| {
-        tickwire::run(n, capacity, idle, scenario.batch(), scenario.topology())
+        tickwire::run(
+            n,
+            capacity,
+            idle,
+            scenario.batch(),
+            scenario.topology(),
+            tickwire::ConsumerThreads::Each,
+        )
     })
 }
 
@@ -363,7 +370,10 @@ pub fn cases() -> Vec<Case> {
                         "tickwire",
                         format!("{idle}, 3 agents on 1 thread (2 threads)"),
                         RING,
-                        move |n| tickwire::run_composite(n, RING, idle, batch, topology),
+                        move |n| {
+                            let one = tickwire::ConsumerThreads::One;
+                            tickwire::run(n, RING, idle, batch, topology, one)
+                        },
                     ));
                 }
                 cases.extend(disruptor_cases(scenario));

@@ -15,8 +15,13 @@ use super::harness::{BoundedSpin, Pinning, RUN_TIMEOUT, Tally, Watchdog, collect
 
 /// Publishes `events` events (payload `0..events` in `exchange_ts`) through a ring of
 /// `capacity` slots to the subscribers of `topology`, which idle with `idle`; one event per
-/// `publish` when `batch == 1`, else `claim(batch)` + `commit`. Returns the time from the
-/// first publish to the last consumer's last event.
+/// `publish` when `batch == 1`, else `claim(batch)` + `commit`. The writer waits for room
+/// as `writer_idle` matches to `idle`. `threads` maps the subscribers to threads: one
+/// each, or all as agents of **one** thread (the runner polls each in turn), so the
+/// scenario takes two threads whatever its topology and the 1P-3C, pipeline and diamond
+/// scenarios run pinned on 2 cores instead of oversubscribed; each subscriber keeps its own
+/// sequence and barrier either way. Returns the time from the first publish to the last
+/// consumer's last event.
 ///
 /// # Panics
 ///
@@ -27,45 +32,10 @@ pub fn run(
     idle: IdleStrategy,
     batch: usize,
     topology: Topology,
+    threads: ConsumerThreads,
 ) -> Duration {
-    let threads = ConsumerThreads::Each;
-    run_with_writer(
-        events,
-        capacity,
-        idle,
-        writer_idle(idle),
-        batch,
-        topology,
-        threads,
-    )
-}
-
-/// As [`run`], but every subscriber runs as an agent on **one** consumer thread (the
-/// runner polls each in turn), so the scenario takes two threads whatever its topology:
-/// on a 2-core machine the 1P-3C, pipeline and diamond scenarios then run pinned instead of
-/// oversubscribed. Each subscriber keeps its own sequence and barrier; the runner's
-/// round-robin only decides who polls when.
-///
-/// # Panics
-///
-/// If a consumer misses an event, or the run hangs (see `harness`).
-pub fn run_composite(
-    events: u64,
-    capacity: usize,
-    idle: IdleStrategy,
-    batch: usize,
-    topology: Topology,
-) -> Duration {
-    let threads = ConsumerThreads::One;
-    run_with_writer(
-        events,
-        capacity,
-        idle,
-        writer_idle(idle),
-        batch,
-        topology,
-        threads,
-    )
+    let writer = writer_idle(idle);
+    run_with_writer(events, capacity, idle, writer, batch, topology, threads)
 }
 
 /// How the writer of a run whose subscribers idle with `idle` waits for room: a spinning
@@ -91,8 +61,7 @@ pub enum ConsumerThreads {
     One,
 }
 
-/// As [`run`] or [`run_composite`] (by `threads`), with the writer waiting for room by
-/// `writer_idle`.
+/// As [`run`], with the writer waiting for room by `writer_idle`.
 ///
 /// # Panics
 ///
