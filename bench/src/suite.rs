@@ -429,7 +429,9 @@ fn ring_throughput(config: &SuiteConfig) -> Outcome {
     let rows = peer_table(&table, |_| true);
     let mut outcome = Outcome {
         detail: format!(
-            "{} interleaved rounds, each run ~{} ms; median of the rounds",
+            "{} interleaved rounds, each run ~{} ms; median of the rounds; the ratio is \
+             the median of the rounds' ratios (round k against round k; the note gives the \
+             ratio of the medians too)",
             table.runs,
             table.target.as_millis()
         ),
@@ -444,24 +446,24 @@ fn ring_throughput(config: &SuiteConfig) -> Outcome {
         let mut bars = Vec::new();
         for row in &in_scenario {
             let rate = row.median() * 1e6;
-            outcome.rows.push(
-                Row::new(
-                    "ring-throughput",
-                    &scenario.label(),
-                    row.implementation,
-                    format!("{}, ring {}", row.idle, row.capacity),
-                )
-                .throughput(rate, "events/s")
-                .note(format!(
-                    "runs (M/s): {}",
-                    row.runs
-                        .iter()
-                        .map(|r| format!("{r:.1}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ))
-                .ratio_to(reference_rate * 1e6),
-            );
+            let mut r = Row::new(
+                "ring-throughput",
+                &scenario.label(),
+                row.implementation,
+                format!("{}, ring {}", row.idle, row.capacity),
+            )
+            .throughput(rate, "events/s")
+            .note(format!(
+                "runs (M/s): {}; ratio of medians {:.2}x",
+                row.runs
+                    .iter()
+                    .map(|r| format!("{r:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                reference_rate / row.median().max(1e-9)
+            ));
+            r.throughput_ratio = Some(row.paired_ratio(reference));
+            outcome.rows.push(r);
             bars.push((
                 format!("{} {} ({})", row.implementation, row.idle, row.capacity),
                 row.median(),
@@ -495,15 +497,16 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
     };
     let runs = if config.quick { 1 } else { 7 };
     let rows = latency_table(&latency, runs);
-    let reference_p99 = rows
+    let reference = rows
         .iter()
         .find(|r| r.implementation == "tickwire")
-        .map(|r| r.percentiles.p99);
+        .cloned();
     let mut outcome = Outcome {
         detail: format!(
             "100k events/s, {measured} recorded per run after {} warm-up, {runs} interleaved \
              run(s) merged; the note gives the median of the runs' p50s and p99s, which one \
-             disturbed run cannot move",
+             disturbed run cannot move; the p99 ratio is the median of the runs' ratios (run \
+             k against run k)",
             latency.warmup
         ),
         ..Outcome::default()
@@ -523,15 +526,19 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
         .throughput(100_000.0, "events/s")
         .note({
             let (p50, p99) = row.median_of_runs();
+            let paired = reference.as_ref().map_or_else(String::new, |t| {
+                let (r50, r99) = row.paired_ratios(t);
+                format!("; this / tickwire run by run: p50 {r50:.2}x, p99 {r99:.2}x")
+            });
             format!(
-                "median of {runs} runs: p50 {}, p99 {}; per-run p50 {}; per-run p99 {}",
+                "median of {runs} runs: p50 {}, p99 {}; per-run p50 {}; per-run p99 {}{paired}",
                 format_ns(p50),
                 format_ns(p99),
                 format_runs(&row.run_p50),
                 format_runs(&row.run_p99)
             )
         });
-        r.p99_ratio = reference_p99.map(|t| row.percentiles.p99 as f64 / t.max(1) as f64);
+        r.p99_ratio = reference.as_ref().map(|t| row.paired_ratios(t).1);
         outcome.rows.push(r);
         series.push((
             format!("{} {}", row.implementation, row.idle),

@@ -439,6 +439,20 @@ impl LatencyRow {
     pub fn median_of_runs(&self) -> (u64, u64) {
         (median(&self.run_p50), median(&self.run_p99))
     }
+
+    /// This row's p50 and p99 over `reference`'s, run by run (run k against run k, which
+    /// ran under the same state of the host), and the median of those ratios: above 1
+    /// means `reference` has the lower latency. See [`Row::paired_ratio`](super::Row::paired_ratio).
+    pub fn paired_ratios(&self, reference: &Self) -> (f64, f64) {
+        let paired = |ours: &[u64], theirs: &[u64]| {
+            let as_f64 = |v: &[u64]| v.iter().map(|&ns| ns.max(1) as f64).collect::<Vec<_>>();
+            super::median_paired_ratio(&as_f64(ours), &as_f64(theirs))
+        };
+        (
+            paired(&self.run_p50, &reference.run_p50),
+            paired(&self.run_p99, &reference.run_p99),
+        )
+    }
 }
 
 /// Per-run figures as a space-separated list of durations ("158ns 156ns 1.2ms").
@@ -495,8 +509,9 @@ pub fn latency_table(config: &LatencyConfig, runs: usize) -> Vec<LatencyRow> {
         .collect()
 }
 
-/// The latency table as markdown, with each row's p50 and p99 against tickwire's
-/// ("this / tickwire": above 1 means tickwire's latency is lower).
+/// The latency table as markdown, with each row's p50 and p99 against tickwire's, run by
+/// run ([`LatencyRow::paired_ratios`]; "this / tickwire": above 1 means tickwire's latency
+/// is lower).
 pub fn latency_markdown(config: &LatencyConfig, rows: &[LatencyRow]) -> String {
     let mut out = String::new();
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
@@ -517,7 +532,7 @@ pub fn latency_markdown(config: &LatencyConfig, rows: &[LatencyRow]) -> String {
     );
     let _ = writeln!(
         out,
-        "| implementation | idle strategy | ring size | runs | p50 | p99 | p99.9 | max | median of runs p50 / p99 | per-run p50 | per-run p99 | p50 / tickwire | p99 / tickwire |"
+        "| implementation | idle strategy | ring size | runs | p50 | p99 | p99.9 | max | median of runs p50 / p99 | per-run p50 | per-run p99 | p50 / tickwire (run by run) | p99 / tickwire (run by run) |"
     );
     let _ = writeln!(
         out,
@@ -527,13 +542,7 @@ pub fn latency_markdown(config: &LatencyConfig, rows: &[LatencyRow]) -> String {
     for row in rows {
         let p = row.percentiles;
         let (median_p50, median_p99) = row.median_of_runs();
-        let ratio = |ours: u64, theirs: u64| theirs as f64 / (ours.max(1)) as f64;
-        let (r50, r99) = reference.map_or((f64::NAN, f64::NAN), |t| {
-            (
-                ratio(t.percentiles.p50, p.p50),
-                ratio(t.percentiles.p99, p.p99),
-            )
-        });
+        let (r50, r99) = reference.map_or((f64::NAN, f64::NAN), |t| row.paired_ratios(t));
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {r50:.2}x | {r99:.2}x |",

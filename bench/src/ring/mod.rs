@@ -446,13 +446,44 @@ impl Row {
 
     /// The median rate, M events/s.
     pub fn median(&self) -> f64 {
-        let mut sorted = self.runs.clone();
-        sorted.sort_by(f64::total_cmp);
-        match sorted.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => sorted[n / 2],
-            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-        }
+        median(&self.runs)
+    }
+
+    /// `reference`'s rate over this row's, round by round (round k against round k), and
+    /// the median of those ratios: above 1 means `reference` is faster. Rounds are
+    /// interleaved, so round k of both rows ran under the same state of the host; a host
+    /// that jumps between a fast and a slow mode moves both rates of a round together,
+    /// where the ratio of the two medians can compare one row's fast round with the
+    /// other's slow one.
+    pub fn paired_ratio(&self, reference: &Self) -> f64 {
+        median_paired_ratio(&reference.runs, &self.runs)
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count; 0 when empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The median over k of `numerators[k] / denominators[k]`, for two measurements taken in
+/// the same interleaved rounds (see [`Row::paired_ratio`]). Only the rounds both have
+/// count; NaN when there are none.
+pub fn median_paired_ratio(numerators: &[f64], denominators: &[f64]) -> f64 {
+    let ratios: Vec<f64> = numerators
+        .iter()
+        .zip(denominators)
+        .map(|(n, d)| n / d.max(1e-9))
+        .collect();
+    if ratios.is_empty() {
+        f64::NAN
+    } else {
+        median(&ratios)
     }
 }
 
@@ -503,8 +534,9 @@ pub fn peer_table(config: &TableConfig, filter: impl Fn(&Case) -> bool) -> Vec<R
 
 /// The peer table as markdown: per scenario, every row's median and best rate and the
 /// reference tickwire row's rates divided by them ("tickwire / this": above 1 means
-/// tickwire is faster), then the best tickwire configuration against the best peer
-/// configuration (by median).
+/// tickwire is faster) three ways: median over median, round by round (the median of the
+/// rounds' ratios, [`Row::paired_ratio`]) and best over best; then the best tickwire
+/// configuration against the best peer configuration (by median).
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
@@ -520,9 +552,9 @@ pub fn markdown(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "| scenario | implementation | idle strategy | ring size | M events/s (median) | best run | runs (M/s, in round order) | tickwire / this (median) | tickwire / this (best) |"
+        "| scenario | implementation | idle strategy | ring size | M events/s (median) | best run | runs (M/s, in round order) | tickwire / this (median) | tickwire / this (round by round) | tickwire / this (best) |"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---:|---:|");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---:|---:|---:|");
     let mut summary = String::new();
     for scenario in Scenario::ALL {
         let in_scenario: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
@@ -539,7 +571,7 @@ pub fn markdown(rows: &[Row]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {}{} | {} | {} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x |",
+                "| {} | {}{} | {} | {} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x | {:.2}x |",
                 scenario.label(),
                 row.implementation,
                 marker,
@@ -549,6 +581,7 @@ pub fn markdown(rows: &[Row]) -> String {
                 row.best(),
                 runs.join(" "),
                 reference_rate / row.median().max(1e-9),
+                row.paired_ratio(reference),
                 reference_best / row.best().max(1e-9),
             );
         }
@@ -561,7 +594,7 @@ pub fn markdown(rows: &[Row]) -> String {
         if let (Some(t), Some(p)) = (best(true), best(false)) {
             let _ = writeln!(
                 summary,
-                "- {}: best tickwire ({}, {}) {:.2} M/s vs best peer ({} {}, {}) {:.2} M/s: {:.2}x",
+                "- {}: best tickwire ({}, {}) {:.2} M/s vs best peer ({} {}, {}) {:.2} M/s: {:.2}x (round by round {:.2}x)",
                 scenario.name(),
                 t.idle,
                 t.capacity,
@@ -571,6 +604,7 @@ pub fn markdown(rows: &[Row]) -> String {
                 p.capacity,
                 p.median(),
                 t.median() / p.median().max(1e-9),
+                p.paired_ratio(t),
             );
         }
     }
@@ -579,4 +613,33 @@ pub fn markdown(rows: &[Row]) -> String {
         out.push_str(&summary);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_round_by_round_ratio_pairs_rounds_where_the_ratio_of_medians_does_not() {
+        // A host that jumps between a slow and a fast mode: rounds 1-3 slow for both, the
+        // rest fast, and tickwire's last round caught half-way between.
+        let row = |runs: &[f64]| Row {
+            scenario: Scenario::UnicastBatch64,
+            implementation: "x",
+            idle: String::new(),
+            capacity: RING,
+            events: 1,
+            runs: runs.to_vec(),
+        };
+        let tickwire = row(&[62.6, 62.6, 64.1, 1195.0, 1108.0, 1197.0, 745.3]);
+        let peer = row(&[62.5, 63.7, 63.2, 1013.3, 1011.2, 968.4, 993.4]);
+        let of_medians = tickwire.median() / peer.median();
+        assert!((of_medians - 745.3 / 968.4).abs() < 1e-9, "{of_medians}");
+        // Round ratios: 1.0016 0.9827 1.0142 1.1793 1.0957 1.2361 0.7503.
+        let paired = peer.paired_ratio(&tickwire);
+        assert!((paired - 1.0142).abs() < 1e-3, "{paired}");
+        // Uneven or empty inputs: only the common rounds count.
+        assert_eq!(median_paired_ratio(&[4.0, 9.0, 1.0], &[2.0, 3.0]), 2.5);
+        assert!(median_paired_ratio(&[], &[1.0]).is_nan());
+    }
 }
