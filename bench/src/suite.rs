@@ -43,7 +43,7 @@ use tickwire_feeds::{Feed, FeedStatus, INGEST_BATCH, Sink};
 
 use crate::plot::{PlotError, percentile_plot, throughput_bars};
 use crate::ring::latency::{LatencyConfig, format_runs, latency_cases, latency_table};
-use crate::ring::{Scenario, TableConfig, peer_table};
+use crate::ring::{Scenario, TableConfig, peer_table, summary};
 use crate::{best_of, end_to_end, quic};
 
 /// What to run and where to write.
@@ -475,6 +475,15 @@ fn ring_throughput(config: &SuiteConfig) -> Outcome {
             "M events/s".into(),
             bars,
         ));
+    }
+    let lines = summary(&rows);
+    if !lines.is_empty() {
+        outcome
+            .detail
+            .push_str("\n\nPer scenario, the best of each side (by median):\n");
+        for line in lines {
+            let _ = write!(outcome.detail, "\n- {line}");
+        }
     }
     outcome
 }

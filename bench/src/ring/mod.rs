@@ -444,6 +444,11 @@ pub struct Row {
 }
 
 impl Row {
+    /// Whether this row is tickwire's own ring.
+    pub fn is_tickwire(&self) -> bool {
+        self.implementation == "tickwire"
+    }
+
     /// The best run's rate, M events/s: on a shared machine, interference only slows a run
     /// down, so the best run is the closest to what the implementation does undisturbed.
     pub fn best(&self) -> f64 {
@@ -561,7 +566,6 @@ pub fn markdown(rows: &[Row]) -> String {
         "| scenario | implementation | idle strategy | ring size | M events/s (median) | best run | runs (M/s, in round order) | tickwire / this (median) | tickwire / this (round by round) | tickwire / this (best) |"
     );
     let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---:|---:|---:|");
-    let mut summary = String::new();
     for scenario in Scenario::ALL {
         let in_scenario: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
         let Some(reference) = in_scenario.iter().find(|r| r.implementation == "tickwire") else {
@@ -591,16 +595,31 @@ pub fn markdown(rows: &[Row]) -> String {
                 reference_best / row.best().max(1e-9),
             );
         }
+    }
+    let summary = summary(rows);
+    if !summary.is_empty() {
+        out.push('\n');
+        for line in summary {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+    out
+}
+
+/// Per scenario, one line: the best tickwire configuration against the best peer
+/// configuration (each the highest median), as the ratio of their medians and round by
+/// round ([`Row::paired_ratio`]).
+pub fn summary(rows: &[Row]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for scenario in Scenario::ALL {
         let best = |tickwire: bool| {
-            in_scenario
-                .iter()
-                .filter(|r| (r.implementation == "tickwire") == tickwire)
+            rows.iter()
+                .filter(|r| r.scenario == scenario && r.is_tickwire() == tickwire)
                 .max_by(|a, b| a.median().total_cmp(&b.median()))
         };
         if let (Some(t), Some(p)) = (best(true), best(false)) {
-            let _ = writeln!(
-                summary,
-                "- {}: best tickwire ({}, {}) {:.2} M/s vs best peer ({} {}, {}) {:.2} M/s: {:.2}x (round by round {:.2}x)",
+            lines.push(format!(
+                "{}: best tickwire ({}, {}) {:.2} M/s vs best peer ({} {}, {}) {:.2} M/s: {:.2}x (round by round {:.2}x)",
                 scenario.name(),
                 t.idle,
                 t.capacity,
@@ -611,14 +630,10 @@ pub fn markdown(rows: &[Row]) -> String {
                 p.median(),
                 t.median() / p.median().max(1e-9),
                 p.paired_ratio(t),
-            );
+            ));
         }
     }
-    if !summary.is_empty() {
-        out.push('\n');
-        out.push_str(&summary);
-    }
-    out
+    lines
 }
 
 #[cfg(test)]
