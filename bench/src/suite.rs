@@ -439,7 +439,7 @@ fn ring_throughput(config: &SuiteConfig) -> Outcome {
     };
     for scenario in Scenario::ALL {
         let in_scenario: Vec<_> = rows.iter().filter(|r| r.scenario == scenario).collect();
-        let Some(reference) = in_scenario.iter().find(|r| r.implementation == "tickwire") else {
+        let Some(reference) = in_scenario.iter().find(|r| r.is_tickwire()) else {
             continue;
         };
         let reference_rate = reference.median();
