@@ -43,7 +43,7 @@ use tickwire_feeds::{Feed, FeedStatus, INGEST_BATCH, Sink};
 
 use crate::plot::{PlotError, percentile_plot, throughput_bars};
 use crate::ring::latency::{LatencyConfig, format_runs, latency_cases, latency_table};
-use crate::ring::{Scenario, TableConfig, peer_table, summary};
+use crate::ring::{Scenario, TableConfig, peer_table, reference_row, summary};
 use crate::{best_of, end_to_end, quic};
 
 /// What to run and where to write.
@@ -438,13 +438,12 @@ fn ring_throughput(config: &SuiteConfig) -> Outcome {
         ..Outcome::default()
     };
     for scenario in Scenario::ALL {
-        let in_scenario: Vec<_> = rows.iter().filter(|r| r.scenario == scenario).collect();
-        let Some(reference) = in_scenario.iter().find(|r| r.is_tickwire()) else {
+        let Some(reference) = reference_row(&rows, scenario) else {
             continue;
         };
         let reference_rate = reference.median();
         let mut bars = Vec::new();
-        for row in &in_scenario {
+        for row in rows.iter().filter(|r| r.scenario == scenario) {
             let rate = row.median() * 1e6;
             let mut r = Row::new(
                 "ring-throughput",
@@ -455,11 +454,7 @@ fn ring_throughput(config: &SuiteConfig) -> Outcome {
             .throughput(rate, "events/s")
             .note(format!(
                 "runs (M/s): {}; ratio of medians {:.2}x",
-                row.runs
-                    .iter()
-                    .map(|r| format!("{r:.1}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                row.runs_text(),
                 reference_rate / row.median().max(1e-9)
             ));
             r.throughput_ratio = Some(row.paired_ratio(reference));
@@ -478,9 +473,9 @@ fn ring_throughput(config: &SuiteConfig) -> Outcome {
     }
     let lines = summary(&rows);
     if !lines.is_empty() {
-        outcome
-            .detail
-            .push_str("\n\nPer scenario, the best of each side (by median):\n");
+        outcome.detail.push_str(
+            "\n\nPer scenario, the best of each side (round by round against the reference):\n",
+        );
         for line in lines {
             let _ = write!(outcome.detail, "\n- {line}");
         }
@@ -506,10 +501,7 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
     };
     let runs = if config.quick { 1 } else { 7 };
     let rows = latency_table(&latency, runs);
-    let reference = rows
-        .iter()
-        .find(|r| r.implementation == "tickwire")
-        .cloned();
+    let reference = rows.iter().find(|r| r.implementation == "tickwire");
     let mut outcome = Outcome {
         detail: format!(
             "100k events/s, {measured} recorded per run after {} warm-up, {runs} interleaved \
@@ -537,7 +529,7 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
         .throughput(100_000.0, "events/s")
         .note({
             let (p50, p99) = row.median_of_runs();
-            let paired = reference.as_ref().map_or_else(String::new, |t| {
+            let paired = reference.map_or_else(String::new, |t| {
                 let (r50, r99) = row.paired_ratios(t);
                 format!("; this / tickwire run by run: p50 {r50:.2}x, p99 {r99:.2}x")
             });
@@ -549,7 +541,7 @@ fn ring_latency(config: &SuiteConfig, context: &mut Context) -> Outcome {
                 format_runs(&row.run_p99)
             )
         });
-        r.p99_ratio = reference.as_ref().map(|t| row.paired_ratios(t).1);
+        r.p99_ratio = reference.map(|t| row.paired_ratios(t).1);
         outcome.rows.push(r);
         series.push((
             format!("{} {}", row.implementation, row.idle),

@@ -465,9 +465,8 @@ pub fn format_runs(values: &[u64]) -> String {
 }
 
 fn median(values: &[u64]) -> u64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+    let values: Vec<f64> = values.iter().map(|&ns| ns as f64).collect();
+    super::median(&values) as u64
 }
 
 /// Runs every case `runs` times, interleaved (case A, B, ..., then A, B, ... again) so

@@ -460,6 +460,12 @@ impl Row {
         median(&self.runs)
     }
 
+    /// Every round's rate, M events/s, in round order ("62.6 1195.0 ...").
+    pub fn runs_text(&self) -> String {
+        let runs: Vec<String> = self.runs.iter().map(|r| format!("{r:.1}")).collect();
+        runs.join(" ")
+    }
+
     /// `reference`'s rate over this row's, round by round (round k against round k), and
     /// the median of those ratios: above 1 means `reference` is faster. Rounds are
     /// interleaved, so round k of both rows ran under the same state of the host; a host
@@ -469,6 +475,13 @@ impl Row {
     pub fn paired_ratio(&self, reference: &Self) -> f64 {
         median_paired_ratio(&reference.runs, &self.runs)
     }
+}
+
+/// The row the ratios of `scenario` are taken against: its first tickwire row, tickwire's
+/// reference configuration (see [`cases`]).
+pub fn reference_row(rows: &[Row], scenario: Scenario) -> Option<&Row> {
+    rows.iter()
+        .find(|r| r.scenario == scenario && r.is_tickwire())
 }
 
 /// The median of `values` (the mean of the middle two for an even count; 0 when empty).
@@ -566,14 +579,12 @@ pub fn markdown(rows: &[Row]) -> String {
     );
     let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---:|---:|---:|");
     for scenario in Scenario::ALL {
-        let in_scenario: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
-        let Some(reference) = in_scenario.iter().find(|r| r.is_tickwire()) else {
+        let Some(reference) = reference_row(rows, scenario) else {
             continue;
         };
         let (reference_rate, reference_best) = (reference.median(), reference.best());
-        for row in &in_scenario {
-            let runs: Vec<String> = row.runs.iter().map(|r| format!("{r:.1}")).collect();
-            let marker = if std::ptr::eq(*row, *reference) {
+        for row in rows.iter().filter(|r| r.scenario == scenario) {
+            let marker = if std::ptr::eq(row, reference) {
                 " (reference)"
             } else {
                 ""
@@ -588,7 +599,7 @@ pub fn markdown(rows: &[Row]) -> String {
                 row.capacity,
                 row.median(),
                 row.best(),
-                runs.join(" "),
+                row.runs_text(),
                 reference_rate / row.median().max(1e-9),
                 row.paired_ratio(reference),
                 reference_best / row.best().max(1e-9),
@@ -613,13 +624,12 @@ pub fn markdown(rows: &[Row]) -> String {
 pub fn summary(rows: &[Row]) -> Vec<String> {
     let mut lines = Vec::new();
     for scenario in Scenario::ALL {
-        let in_scenario = || rows.iter().filter(move |r| r.scenario == scenario);
-        let Some(reference) = in_scenario().find(|r| r.is_tickwire()) else {
+        let Some(reference) = reference_row(rows, scenario) else {
             continue;
         };
         let best = |tickwire: bool| {
-            in_scenario()
-                .filter(|r| r.is_tickwire() == tickwire)
+            rows.iter()
+                .filter(|r| r.scenario == scenario && r.is_tickwire() == tickwire)
                 .max_by(|a, b| {
                     reference
                         .paired_ratio(a)
