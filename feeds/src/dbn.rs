@@ -42,9 +42,11 @@
 //! book.
 //!
 //! **Errors** name the record index from 0 ([`Position::Record`]); errors in the metadata
-//! header are at [`Position::Byte`] 0. A stream that ends inside a record is reported as
-//! truncated (for files in the current DBN version, where record sizes are as read). After an
-//! error the feed ends: DBN framing cannot resynchronise.
+//! header are at [`Position::Byte`] 0. Records are read in the version the file was written
+//! in (never upgraded), so each one's length is checked against its type; a length that does
+//! not fit, a record type DBN does not define, a stream that ends inside a record and a
+//! zstd stream that ends inside a frame are errors. After an error the feed ends: DBN
+//! framing cannot resynchronise.
 //!
 //! ```
 //! use dbn::encode::{dbn::Encoder, EncodeRecord};
@@ -90,10 +92,11 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
+use dbn::compat::{SymbolMappingMsgV1, SymbolMappingRec};
 use dbn::decode::{DbnDecoder, DbnMetadata, DecodeRecordRef, DynReader};
 use dbn::{
     BboMsg, BidAskPair, MboMsg, Mbp1Msg, Record, RecordRef, SymbolMappingMsg, TradeMsg,
-    UNDEF_PRICE, UNDEF_TIMESTAMP,
+    UNDEF_PRICE, UNDEF_TIMESTAMP, VersionUpgradePolicy,
 };
 use rustc_hash::FxHashMap;
 use tickwire_engine::event::{BookAction, BookDelta, Event, Quote, SIZE_SCALE, Side, Trade, flags};
@@ -146,25 +149,111 @@ pub struct DbnStats {
     pub skipped: u64,
 }
 
-/// Counts bytes read, and keeps the first 8 (DBN's magic, version and metadata length).
+/// The size of the record header every DBN version 1-3 record starts with.
+const RECORD_HEADER_LEN: usize = 16;
+
+/// Reads the DBN stream for the `dbn` decoder, counting bytes, keeping the first 8 (DBN's
+/// magic, version and metadata length) and checking each record's length byte before the
+/// decoder sees the record.
+///
+/// The decoder frames records by that byte alone and takes references to a whole batch of
+/// them at once, so a length that is not a multiple of 8 would make it address every
+/// following record out of alignment before the feed could look at the first. The
+/// reader hands over the bytes before such a record and then fails with
+/// [`StreamError::BadLength`].
 #[derive(Debug)]
 struct CountingReader<R> {
     inner: R,
     read: u64,
     prefix: [u8; 8],
+    /// Decompressed offset of the next record's length byte, once the metadata length is
+    /// known.
+    next_record: Option<u64>,
+    /// The error to return from now on.
+    failed: Option<StreamError>,
+}
+
+/// What the reader found wrong with the stream beneath the `dbn` decoder.
+#[derive(Debug, Clone, thiserror::Error)]
+enum StreamError {
+    #[error(
+        "the compressed stream ends inside a frame, after {0} decompressed bytes: the file is cut short"
+    )]
+    CutFrame(u64),
+    #[error(
+        "the record at byte {at} (of the uncompressed stream) says it is {size} bytes long; \
+         a record is a multiple of 8 bytes and at least {RECORD_HEADER_LEN}"
+    )]
+    BadLength { at: u64, size: usize },
+}
+
+impl<R> CountingReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            read: 0,
+            prefix: [0; 8],
+            next_record: None,
+            failed: None,
+        }
+    }
+
+    /// Checks the record lengths in `chunk` (the bytes from offset `self.read`); the number
+    /// of bytes to hand over: all of them, or those before a record with a bad length.
+    fn frame(&mut self, chunk: &[u8]) -> usize {
+        let start = self.read;
+        let end = start + chunk.len() as u64;
+        for (i, &b) in chunk.iter().enumerate() {
+            let Some(slot) = self.prefix.get_mut(start as usize + i) else {
+                break;
+            };
+            *slot = b;
+        }
+        if self.next_record.is_none() && end >= 8 {
+            // Magic "DBN", version, then the length of the metadata that follows.
+            let [.., a, b, c, d] = self.prefix;
+            self.next_record = Some(8 + u64::from(u32::from_le_bytes([a, b, c, d])));
+        }
+        let Some(mut at) = self.next_record else {
+            return chunk.len();
+        };
+        while at < end {
+            let size = usize::from(chunk[(at - start) as usize]) * 4;
+            if size < RECORD_HEADER_LEN || size % 8 != 0 {
+                self.failed = Some(StreamError::BadLength { at, size });
+                self.next_record = Some(at);
+                return (at - start) as usize;
+            }
+            at += size as u64;
+        }
+        self.next_record = Some(at);
+        chunk.len()
+    }
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        for (i, &b) in buf[..n].iter().enumerate() {
-            let at = self.read as usize + i;
-            if at >= self.prefix.len() {
-                break;
-            }
-            self.prefix[at] = b;
+        if let Some(e) = &self.failed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
         }
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            // A zstd frame cut short reports `UnexpectedEof`, which the `dbn` decoder takes
+            // for a clean end of the records: it must stay an error.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                let e = StreamError::CutFrame(self.read);
+                self.failed = Some(e.clone());
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            Err(e) => return Err(e),
+        };
+        let n = self.frame(&buf[..n]);
         self.read += n as u64;
+        if n == 0 {
+            if let Some(e) = &self.failed {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
+            }
+        }
         Ok(n)
     }
 }
@@ -176,9 +265,9 @@ pub struct DbnFeed<R: Read> {
     decoder: DbnDecoder<CountingReader<R>>,
     /// Index of the next record.
     record: u64,
-    /// Bytes of the records decoded so far, for the truncation check; `None` when records
-    /// are upgraded from an older DBN version (their sizes change).
-    record_bytes: Option<u64>,
+    /// Bytes of the records decoded so far, for the truncation check.
+    record_bytes: u64,
+    layout: Layout,
     done: bool,
     registry: InstrumentRegistry,
     /// DBN instrument id -> symbol, from the metadata and symbol-mapping records.
@@ -220,12 +309,12 @@ impl<R: Read> DbnFeed<R> {
         config: DbnConfig,
     ) -> Result<Self, FeedError> {
         let name = name.into();
-        let counting = CountingReader {
-            inner: reader,
-            read: 0,
-            prefix: [0; 8],
-        };
-        let decoder = DbnDecoder::new(counting)
+        let counting = CountingReader::new(reader);
+        // Records are read as the file's version wrote them: the crate's upgrade of older
+        // versions asserts on a record too short for its type (a panic on malformed input),
+        // and the types tickwire reads have one layout in every version but the symbol
+        // mapping, which `Owned` reads in both of its layouts.
+        let decoder = DbnDecoder::with_upgrade_policy(counting, VersionUpgradePolicy::AsIs)
             .map_err(|e| FeedError::new(&name, Position::Byte(0), dbn_error(e)))?;
         let metadata = decoder.metadata();
         let mut symbols = FxHashMap::default();
@@ -239,13 +328,17 @@ impl<R: Read> DbnFeed<R> {
                 }
             }
         }
-        let record_bytes = (metadata.version == dbn::DBN_VERSION).then_some(0);
+        let layout = Layout {
+            version: metadata.version,
+            ts_out: metadata.ts_out,
+        };
         Ok(Self {
             name,
             config,
             decoder,
             record: 0,
-            record_bytes,
+            record_bytes: 0,
+            layout,
             done: false,
             registry: InstrumentRegistry::default(),
             symbols,
@@ -313,9 +406,7 @@ impl<R: Read> DbnFeed<R> {
 
     /// Checks at the end of the stream that no partial record was left.
     fn check_end(&self) -> Result<(), FeedError> {
-        let Some(records) = self.record_bytes else {
-            return Ok(());
-        };
+        let records = self.record_bytes;
         let counting = self.decoder.get_ref();
         let prefix = counting.prefix;
         // DBN header: "DBN", version byte, then the metadata length (u32 LE) that follows.
@@ -339,17 +430,14 @@ impl<R: Read> DbnFeed<R> {
             Ok(None) => return Ok(false),
             Err(e) => return Err(self.error(dbn_error(e))),
         };
-        // Copy the record out of the decoder's buffer (at most 80 bytes), ending the borrow.
-        // A record whose header claims a known type but a length too short for it is
-        // malformed input, not a reason to panic (the `dbn` crate's `get` asserts there).
-        let owned = match Owned::try_from(&record) {
+        // Copy the record out of the decoder's buffer (at most 176 bytes), ending the borrow.
+        // A record whose length does not fit its type is malformed input, not a reason to
+        // panic or to read the records after it out of place (see `Owned::read`).
+        let owned = match Owned::read(&record, self.layout) {
             Ok(owned) => owned,
             Err(reason) => return Err(self.error(FeedErrorKind::Malformed(reason))),
         };
-        let size = record.record_size() as u64;
-        if let Some(bytes) = self.record_bytes.as_mut() {
-            *bytes += size;
-        }
+        self.record_bytes += record.record_size() as u64;
         self.stats.records += 1;
         match owned {
             Owned::Mbo(mbo) => self.on_mbo(&mbo, sink)?,
@@ -629,36 +717,72 @@ enum Owned {
     Other,
 }
 
-impl TryFrom<&RecordRef<'_>> for Owned {
-    type Error = String;
+/// How the records of one file are laid out.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// The DBN version that wrote the records (they are read as they are, not upgraded).
+    version: u8,
+    /// Whether every record carries an 8-byte send timestamp after its body.
+    ts_out: bool,
+}
 
-    fn try_from(record: &RecordRef<'_>) -> Result<Self, String> {
-        /// The record as a `T` if its type says so; an error if it does but is too short.
+impl Owned {
+    /// Copies out a record of a type tickwire reads, after checking its length.
+    ///
+    /// The length in the header is all the framing DBN has: a record of a known type must be
+    /// exactly that type's size (plus the send timestamp with `ts_out`), or the records after
+    /// it would be read out of place (`CountingReader` has already checked that it is a
+    /// multiple of 8). A type DBN does not define is an error;
+    /// a defined type tickwire does not read is [`Owned::Other`].
+    fn read(record: &RecordRef<'_>, layout: Layout) -> Result<Self, String> {
+        /// The record as a `T` if its type says so; an error if its length is not `T`'s.
         fn typed<'a, T: dbn::record::HasRType<Header = dbn::RecordHeader>>(
             record: &RecordRef<'a>,
+            layout: Layout,
+            what: &str,
         ) -> Result<Option<&'a T>, String> {
-            if record.has::<T>() {
-                record.try_get::<T>().map(Some).map_err(|e| e.to_string())
-            } else {
-                Ok(None)
+            if !record.has::<T>() {
+                return Ok(None);
             }
+            let expected = std::mem::size_of::<T>() + if layout.ts_out { 8 } else { 0 };
+            let size = record.record_size();
+            if size != expected {
+                return Err(format!(
+                    "record type {what} is {expected} bytes in DBN version {}, this record's header says {size}",
+                    layout.version
+                ));
+            }
+            record.try_get::<T>().map(Some).map_err(|e| e.to_string())
         }
-        Ok(if let Some(r) = typed::<MboMsg>(record)? {
+        if let Err(e) = record.rtype() {
+            return Err(format!("not a DBN record type: {e}"));
+        }
+        Ok(if let Some(r) = typed::<MboMsg>(record, layout, "MBO")? {
             Self::Mbo(r.clone())
-        } else if let Some(r) = typed::<Mbp1Msg>(record)? {
+        } else if let Some(r) = typed::<Mbp1Msg>(record, layout, "MBP-1")? {
             Self::Mbp1(r.clone())
-        } else if let Some(r) = typed::<TradeMsg>(record)? {
+        } else if let Some(r) = typed::<TradeMsg>(record, layout, "trade")? {
             Self::Trade(r.clone())
-        } else if let Some(r) = typed::<BboMsg>(record)? {
+        } else if let Some(r) = typed::<BboMsg>(record, layout, "BBO")? {
             Self::Bbo(r.clone())
-        } else if let Some(r) = typed::<SymbolMappingMsg>(record)? {
-            Self::Mapping {
-                instrument_id: r.hd.instrument_id,
-                symbol: r.stype_out_symbol().ok().map(str::to_owned),
+        } else if layout.version == 1 {
+            match typed::<SymbolMappingMsgV1>(record, layout, "symbol mapping")? {
+                Some(r) => Self::mapping(r.hd.instrument_id, r),
+                None => Self::Other,
             }
         } else {
-            Self::Other
+            match typed::<SymbolMappingMsg>(record, layout, "symbol mapping")? {
+                Some(r) => Self::mapping(r.hd.instrument_id, r),
+                None => Self::Other,
+            }
         })
+    }
+
+    fn mapping(instrument_id: u32, record: &impl SymbolMappingRec) -> Self {
+        Self::Mapping {
+            instrument_id,
+            symbol: record.stype_out_symbol().ok().map(str::to_owned),
+        }
     }
 }
 
@@ -703,6 +827,21 @@ fn last_flag(dbn_flags: u8) -> u8 {
 }
 
 fn dbn_error(e: dbn::Error) -> FeedErrorKind {
+    let found = match &e {
+        dbn::Error::Io { source, .. } => source
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<StreamError>()),
+        _ => None,
+    };
+    match found {
+        Some(found @ StreamError::CutFrame(_)) => {
+            return FeedErrorKind::Truncated(found.to_string());
+        }
+        Some(found @ StreamError::BadLength { .. }) => {
+            return FeedErrorKind::Malformed(found.to_string());
+        }
+        None => {}
+    }
     match e {
         dbn::Error::Io { source, context } if source.kind() == io::ErrorKind::UnexpectedEof => {
             FeedErrorKind::Truncated(format!("{context}: {source}"))
@@ -1007,6 +1146,127 @@ mod tests {
         assert_eq!(err.position, Position::Byte(0));
     }
 
+    /// Polls `feed` to its end or its first error; the events delivered before either.
+    fn drain<R: Read + Send>(feed: &mut DbnFeed<R>) -> (Vec<Event>, Result<(), FeedError>) {
+        let mut events = Vec::new();
+        let mut buf = [Event::default(); 8];
+        loop {
+            let mut sink = Sink::from_slice(&mut buf);
+            let status = feed.poll(&mut sink);
+            events.extend_from_slice(sink.events());
+            match status {
+                Ok(FeedStatus::End) => return (events, Ok(())),
+                Ok(_) => {}
+                Err(e) => return (events, Err(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_length_that_does_not_fit_its_type_stops_the_feed_where_it_is() {
+        let records: Vec<MboMsg> = (1..=3).map(|i| mbo(b'A', b'B', i, 100, 5, LAST)).collect();
+        let good = encode_mbo(&records);
+        let second = good.len() - 2 * std::mem::size_of::<MboMsg>();
+        // (length byte in 4-byte units, what the error says)
+        let cases: [(u8, &str); 3] = [
+            (
+                15,
+                "says it is 60 bytes long; a record is a multiple of 8 bytes",
+            ),
+            (
+                16,
+                "record type MBO is 56 bytes in DBN version 3, this record's header says 64",
+            ),
+            (
+                12,
+                "record type MBO is 56 bytes in DBN version 3, this record's header says 48",
+            ),
+        ];
+        for (length, says) in cases {
+            let mut bytes = good.clone();
+            bytes[second] = length;
+            let mut feed =
+                DbnFeed::from_reader("len", &bytes[..], DbnConfig::default()).expect("metadata");
+            let (events, end) = drain(&mut feed);
+            let err = end.expect_err("a lying length is an error, not a silent misread");
+            assert_eq!(err.position, Position::Record(1), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+            let first = events
+                .iter()
+                .filter_map(Event::book_delta)
+                .collect::<Vec<_>>();
+            assert_eq!(
+                first.iter().map(|d| d.order_id).collect::<Vec<_>>(),
+                [1],
+                "the record before the damage is delivered"
+            );
+        }
+
+        let mut bytes = good.clone();
+        bytes[second + 1] = 0x77;
+        let mut feed =
+            DbnFeed::from_reader("rtype", &bytes[..], DbnConfig::default()).expect("metadata");
+        let err = drain(&mut feed).1.expect_err("an undefined record type");
+        assert_eq!(err.position, Position::Record(1), "{err}");
+        assert!(err.to_string().contains("not a DBN record type"), "{err}");
+    }
+
+    #[test]
+    fn a_zstd_file_cut_inside_a_frame_is_an_error_not_an_early_end() {
+        let records: Vec<MboMsg> = (0..4_000u64)
+            .map(|i| {
+                mbo(
+                    b'A',
+                    b"BA"[(i % 2) as usize],
+                    i + 1,
+                    100 + (i % 50) as i64,
+                    5,
+                    LAST,
+                )
+            })
+            .collect();
+        let plain = encode_mbo(&records);
+        let mut compressed = Vec::new();
+        {
+            use std::io::Write;
+            let mut writer = dbn::encode::DynWriter::new(&mut compressed, dbn::Compression::Zstd)
+                .expect("zstd writer");
+            writer.write_all(&plain).expect("compress");
+            writer.finish().expect("finish the frame");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let whole = dir.path().join("whole.dbn.zst");
+        std::fs::write(&whole, &compressed).expect("write");
+        let mut feed = DbnFeed::open(&whole, DbnConfig::default()).expect("opens");
+        let (events, end) = drain(&mut feed);
+        end.expect("the whole file decodes");
+        assert_eq!(feed.stats().records, 4_000);
+        assert!(events.len() >= 4_000);
+
+        for keep in [
+            compressed.len() / 4,
+            compressed.len() / 2,
+            compressed.len() - 3,
+        ] {
+            let cut = dir.path().join(format!("cut{keep}.dbn.zst"));
+            std::fs::write(&cut, &compressed[..keep]).expect("write");
+            let Ok(mut feed) = DbnFeed::open(&cut, DbnConfig::default()) else {
+                continue; // cut inside the metadata: an error at byte 0 is fine too
+            };
+            let err = drain(&mut feed)
+                .1
+                .expect_err("a cut zstd stream must not look like the end of the records");
+            assert!(
+                matches!(err.kind, FeedErrorKind::Truncated(_)),
+                "{keep} of {} bytes: {err}",
+                compressed.len()
+            );
+            if keep <= compressed.len() / 2 {
+                assert!(feed.stats().records < 4_000, "{keep}: {err}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_and_cuts_never_panic(
@@ -1046,6 +1306,59 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/data/databento/esh4-glbx-mdp3-20231224.mbo.dbn.zst");
         path.is_file().then_some(path)
+    }
+
+    #[test]
+    fn dbn_esh4_damaged_records_are_errors_not_panics() {
+        let Some(path) = recording() else {
+            println!(
+                "SKIPPED: ../shared/data/databento is absent; damaged DBN v1 records not checked"
+            );
+            return;
+        };
+        let mut plain = Vec::new();
+        DynReader::from_file(&path)
+            .expect("zstd")
+            .read_to_end(&mut plain)
+            .expect("decompress");
+        assert_eq!(plain[3], 1, "the ESH4 file is DBN version 1");
+        let metadata_len = u32::from_le_bytes([plain[4], plain[5], plain[6], plain[7]]);
+        let first = 8 + metadata_len as usize;
+        // (byte of the first record, new value, what the error says)
+        let cases: [(usize, u8, &str); 4] = [
+            // An instrument definition too short for its type: the `dbn` crate's upgrade of
+            // version 1 records asserts (panics) on it.
+            (1, 0x13, "not"),
+            (
+                0,
+                15,
+                "says it is 60 bytes long; a record is a multiple of 8 bytes",
+            ),
+            (
+                0,
+                16,
+                "record type MBO is 56 bytes in DBN version 1, this record's header says 64",
+            ),
+            (1, 0x77, "not a DBN record type"),
+        ];
+        for (at, value, says) in cases {
+            let mut bytes = plain.clone();
+            bytes[first + at] = value;
+            let mut feed =
+                DbnFeed::from_reader("esh4", &bytes[..], DbnConfig::default()).expect("metadata");
+            match drain(&mut feed).1 {
+                Ok(()) if value == 0x13 => {
+                    // Read as is, a definition record is skipped (counted), not upgraded.
+                    assert_eq!(feed.stats().skipped, 1);
+                    assert_eq!(feed.stats().records, 8_725);
+                }
+                Ok(()) => panic!("byte {at} = {value:#x}: no error"),
+                Err(err) => {
+                    assert_eq!(err.position, Position::Record(0), "{err}");
+                    assert!(err.to_string().contains(says), "{value:#x}: {err}");
+                }
+            }
+        }
     }
 
     #[test]
