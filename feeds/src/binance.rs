@@ -67,7 +67,8 @@
 //!   allocation per line on the hot path.
 //!
 //! Errors name the file and the line ([`Position::Line`]); a poll after an error resumes at
-//! the next line.
+//! the next line, except after a line longer than [`MAX_LINE`], which ends the feed (the
+//! rest of such a line is not read into memory).
 //!
 //! ```
 //! use tickwire_engine::event::{Event, EventKind, PRICE_SCALE};
@@ -95,7 +96,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -111,6 +112,11 @@ use crate::{Feed, FeedError, FeedErrorKind, FeedStatus, Position, Sink};
 /// largest depth line (42 KB, USD-M) several times. Not tuned: `bench/benches/binance.rs`
 /// measures the whole path.
 const READ_BUFFER: usize = 256 * 1024;
+
+/// The longest line read (bytes, newline included): a full 5000-level depth snapshot is
+/// ~250 KB; a longer line is an error, so a hostile file cannot make one line take all the
+/// memory there is.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// Nanoseconds per millisecond, for Binance's `E` (ms since the Unix epoch).
 const NS_PER_MS: u64 = 1_000_000;
@@ -446,11 +452,24 @@ impl<R: BufRead + Send> Feed for BinanceFeed<R> {
             }
             let mut line = std::mem::take(&mut self.line);
             line.clear();
-            let read = self.reader.read_until(b'\n', &mut line);
+            let read = (&mut self.reader)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut line);
             let result = match read {
                 Ok(0) => {
                     self.done = true;
                     Ok(())
+                }
+                Ok(n) if n == MAX_LINE && line.last() != Some(&b'\n') => {
+                    self.done = true;
+                    Err(FeedError::new(
+                        &self.name,
+                        Position::Line(self.line_no + 1),
+                        FeedErrorKind::Malformed(format!(
+                            "the line is longer than {} MiB, the longest a recording line may be",
+                            MAX_LINE >> 20
+                        )),
+                    ))
                 }
                 Ok(_) => {
                     self.line_no += 1;
@@ -1148,6 +1167,43 @@ mod tests {
     const CLEAR: u8 = BookAction::Clear as u8;
     const BID: u8 = Side::Bid as u8;
     const ASK: u8 = Side::Ask as u8;
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_an_error_after_the_lines_before_it() {
+        let good = concat!(
+            r#"10 {"stream":"btcusdt@bookTicker","data":{"u":7,"s":"BTCUSDT","b":"1.5","B":"2","a":"1.6","A":"1"}}"#,
+            "\n",
+        );
+        // A line of 16 MiB without a newline: read whole, it would be held in memory whole.
+        let reader = std::io::BufReader::new(
+            good.as_bytes()
+                .chain(std::io::repeat(b'1').take(4 * MAX_LINE as u64)),
+        );
+        let mut f = BinanceFeed::from_reader("long", reader, BinanceConfig::default());
+        let mut buf = [Event::default(); 4];
+        let mut events = Vec::new();
+        let err = loop {
+            let mut sink = Sink::from_slice(&mut buf);
+            let status = f.poll(&mut sink);
+            events.extend_from_slice(sink.events());
+            match status {
+                Ok(FeedStatus::End) => panic!("the long line was accepted"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            events.len(),
+            1,
+            "the quote before the long line is delivered"
+        );
+        assert_eq!(err.position, Position::Line(2), "{err}");
+        assert!(err.to_string().contains("longer than 4 MiB"), "{err}");
+        assert!(
+            f.line.capacity() <= 2 * MAX_LINE,
+            "the line buffer stayed bounded"
+        );
+    }
 
     #[test]
     fn quotes_and_trades_carry_exact_values_and_timestamps() {
