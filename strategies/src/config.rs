@@ -71,7 +71,8 @@ pub fn size(value: f64) -> u64 {
 /// An amount of quote currency written as a decimal number, in money units (10⁻¹⁷).
 pub fn money(value: f64) -> i128 {
     // Through 10⁻⁸ first: f64 has 53 bits, not enough for 10¹⁷ times a large amount.
-    (value * 1e8).round() as i128 * (MONEY_SCALE / 100_000_000)
+    // The cast saturates (NaN reads as 0); the product saturates too, never wraps.
+    ((value * 1e8).round() as i128).saturating_mul(MONEY_SCALE / 100_000_000)
 }
 
 /// The id of `symbol` in `instruments`, or an error naming what the feed knows.

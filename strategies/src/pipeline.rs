@@ -529,6 +529,7 @@ impl TradingPipeline {
             venue,
             kill_switch,
         } = self;
+        config.risk.validate()?;
         let pc = &config.pipeline;
         let instruments = feed.instruments().clone();
         let names = config.strategy_names();

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use tickwire_engine::event::{Order, OrderType, Side};
 
-use crate::config;
+use crate::config::{self, ConfigError};
 
 /// Why an order was refused. The code travels in [`ExecutionReport::reason`](tickwire_engine::event::ExecutionReport).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,6 +112,13 @@ impl std::fmt::Display for RejectReason {
     }
 }
 
+/// The largest size limit [`RiskConfig::validate`] accepts, base units (10⁻⁸ units must
+/// fit a `u64`: 1.8 × 10¹¹).
+pub const MAX_SIZE: f64 = 1e11;
+
+/// The largest notional limit [`RiskConfig::validate`] accepts, quote currency.
+pub const MAX_NOTIONAL: f64 = 1e15;
+
 /// The `[risk]` table: limits in human units, converted once by [`limits`](Self::limits).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -150,6 +157,25 @@ impl Default for RiskConfig {
 }
 
 impl RiskConfig {
+    /// Checks that every limit is a number the fixed-point units can hold: sizes and the
+    /// notional finite, positive and at most [`MAX_SIZE`] / [`MAX_NOTIONAL`]. (A NaN
+    /// would read as 0 and reject every order; an infinite size would turn the check off.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value, max) in [
+            ("max_order_size", self.max_order_size, MAX_SIZE),
+            ("max_position", self.max_position, MAX_SIZE),
+            ("max_notional", self.max_notional, MAX_NOTIONAL),
+        ] {
+            if !(value > 0.0 && value <= max) {
+                return Err(ConfigError::invalid(
+                    format!("[risk] {key} = {value:?}"),
+                    format!("must be a number above 0 and at most {max:e}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The limits in fixed-point units.
     pub fn limits(&self) -> RiskLimits {
         RiskLimits {

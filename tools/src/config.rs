@@ -111,14 +111,50 @@ impl Default for JournalSection {
     }
 }
 
+/// The largest ring a configuration may ask for, slots (64-byte events: 1 GiB).
+pub const MAX_RING: usize = 1 << 24;
+
+/// The most instruments the synthetic feed may be asked for.
+pub const MAX_INSTRUMENTS: u32 = 65_536;
+
 /// `fsync = "never" | "batch" | <ms>`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum FsyncSetting {
     /// Fsync when at least this many ms passed since the last one.
     Millis(u64),
     /// `never` or `batch`.
     Word(FsyncWord),
+}
+
+// By hand rather than `untagged`, whose error does not say what the accepted values are.
+impl<'de> Deserialize<'de> for FsyncSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected, Visitor};
+        struct Setting;
+        impl Visitor<'_> for Setting {
+            type Value = FsyncSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"never\", \"batch\" or a number of milliseconds")
+            }
+            fn visit_u64<E: Error>(self, ms: u64) -> Result<FsyncSetting, E> {
+                Ok(FsyncSetting::Millis(ms))
+            }
+            fn visit_i64<E: Error>(self, ms: i64) -> Result<FsyncSetting, E> {
+                u64::try_from(ms)
+                    .map(FsyncSetting::Millis)
+                    .map_err(|_| E::invalid_value(Unexpected::Signed(ms), &self))
+            }
+            fn visit_str<E: Error>(self, word: &str) -> Result<FsyncSetting, E> {
+                match word {
+                    "never" => Ok(FsyncSetting::Word(FsyncWord::Never)),
+                    "batch" => Ok(FsyncSetting::Word(FsyncWord::Batch)),
+                    other => Err(E::invalid_value(Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Setting)
+    }
 }
 
 /// The named fsync policies.
@@ -463,10 +499,14 @@ impl ServiceConfig {
             ("[pipeline] exec_ring", p.exec_ring),
             ("[pipeline] notification_ring", p.notification_ring),
         ] {
-            if size < 2 || !size.is_power_of_two() {
-                bail!("{key} = {size}: a ring size must be a power of two of at least 2");
+            if size < 2 || !size.is_power_of_two() || size > MAX_RING {
+                bail!(
+                    "{key} = {size}: a ring size must be a power of two from 2 to {MAX_RING} \
+                     (1 GiB of events)"
+                );
             }
         }
+        self.risk.validate()?;
         let cores = available_cores();
         let check_core = |key: &str, core: usize| -> Result<()> {
             if !cores.contains(&core) {
@@ -477,9 +517,23 @@ impl ServiceConfig {
         if let Some([ingest, trading]) = p.cores {
             check_core("[pipeline] cores (ingest)", ingest)?;
             check_core("[pipeline] cores (trading)", trading)?;
+            if ingest == trading {
+                bail!(
+                    "[pipeline] cores = [{ingest}, {trading}]: the ingest and trading threads \
+                     each need a core of their own (or `cores = []` to leave them unpinned)"
+                );
+            }
         }
         if let Some(core) = self.io.core {
             check_core("[io] core", core)?;
+            if let Some(taken) = p.cores
+                && taken.contains(&core)
+            {
+                bail!(
+                    "[io] core = {core}: [pipeline] cores = {taken:?} already pins a thread \
+                     there; the I/O thread needs a core of its own (or leave `core` unset)"
+                );
+            }
         }
         p.idle
             .parse::<IdleStrategy>()
@@ -505,8 +559,11 @@ impl ServiceConfig {
                 );
             }
         }
-        if self.feed.instruments == 0 {
-            bail!("[feed] instruments = 0: the synthetic feed needs at least one instrument");
+        if !(1..=MAX_INSTRUMENTS).contains(&self.feed.instruments) {
+            bail!(
+                "[feed] instruments = {}: the synthetic feed makes from 1 to {MAX_INSTRUMENTS}",
+                self.feed.instruments
+            );
         }
         if !(0.0..=1.0).contains(&self.feed.trade_ratio) {
             bail!(
@@ -656,7 +713,11 @@ const OPTIONAL_KEYS: &[(&str, &str, &str)] = &[
         "token_file",
         "\"token\"  # default <data_dir>/quic/token",
     ),
-    ("io", "core", "1   # pin the I/O thread"),
+    (
+        "io",
+        "core",
+        "2   # pin the I/O thread to a core of its own (not one of [pipeline] cores)",
+    ),
 ];
 
 /// Whether `text` (TOML) sets `key` in `[table]`.
@@ -730,6 +791,46 @@ mod tests {
     }
 
     #[test]
+    fn the_io_core_must_not_be_a_pipeline_core() {
+        let cores = available_cores();
+        let [a, b, ..] = cores[..] else {
+            println!("SKIPPED: one core; a second is needed to pin the pipeline apart");
+            return;
+        };
+        let config = ServiceConfig::from_toml(&format!(
+            "[pipeline]\ncores = [{a}, {b}]\n[io]\ncore = {b}\n"
+        ))
+        .expect("parses");
+        let err = config.validate().expect_err("io on the trading core");
+        assert!(
+            format!("{err:#}").contains(&format!("[io] core = {b}: [pipeline] cores")),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_fsync_names_the_accepted_values() {
+        for bad in ["\"sometimes\"", "-5", "true"] {
+            let err =
+                ServiceConfig::from_toml(&format!("[journal]\nfsync = {bad}\n")).expect_err(bad);
+            assert!(
+                format!("{err:#}")
+                    .contains("expected \"never\", \"batch\" or a number of milliseconds"),
+                "{bad}: {err:#}"
+            );
+        }
+        for (good, setting) in [
+            ("\"never\"", FsyncSetting::Word(FsyncWord::Never)),
+            ("\"batch\"", FsyncSetting::Word(FsyncWord::Batch)),
+            ("250", FsyncSetting::Millis(250)),
+        ] {
+            let config =
+                ServiceConfig::from_toml(&format!("[journal]\nfsync = {good}\n")).expect(good);
+            assert_eq!(config.journal.fsync, setting);
+        }
+    }
+
+    #[test]
     fn an_unknown_key_is_refused_with_its_name() {
         let err =
             ServiceConfig::from_toml("[quic]\nbindd = \"127.0.0.1:1\"\n").expect_err("unknown key");
@@ -755,6 +856,31 @@ mod tests {
             (
                 "[quic]\nlinger_us = 1000000\n",
                 "[quic] linger_us = 1000000",
+            ),
+            (
+                "[pipeline]\nmd_ring = 4294967296\n",
+                "[pipeline] md_ring = 4294967296: a ring size must be a power of two from 2 to 16777216",
+            ),
+            (
+                "[feed]\ninstruments = 10000000\n",
+                "[feed] instruments = 10000000",
+            ),
+            (
+                "[pipeline]\ncores = [0, 0]\n",
+                "each need a core of their own",
+            ),
+            (
+                "[risk]\nmax_notional = 1e22\n",
+                "[risk] max_notional = 1e22",
+            ),
+            ("[risk]\nmax_position = nan\n", "[risk] max_position = NaN"),
+            (
+                "[risk]\nmax_order_size = inf\n",
+                "[risk] max_order_size = inf",
+            ),
+            (
+                "[risk]\nmax_order_size = -1.0\n",
+                "[risk] max_order_size = -1.0",
             ),
         ];
         for (text, expected) in cases {

@@ -65,6 +65,14 @@ pub enum RingError {
     /// `build` was called before any subscriber was added: nothing would gate the writer.
     #[error("ring has no subscribers: nothing would gate the writer")]
     NoSubscribers,
+    /// The memory for the slots could not be allocated.
+    #[error("cannot allocate a ring of {capacity} slots ({bytes} bytes)")]
+    Allocation {
+        /// The capacity asked for.
+        capacity: usize,
+        /// The bytes its slots take.
+        bytes: usize,
+    },
 }
 
 /// Why a claim could not be granted now. Small and `Copy`: this is the hot path's error.
@@ -169,7 +177,17 @@ impl<T> RingBuilder<T> {
         if capacity == 0 || !capacity.is_power_of_two() {
             return Err(RingError::Capacity(capacity));
         }
-        let slots = (0..capacity).map(|_| SlotCell::new(factory())).collect();
+        // Reserved first so that a capacity too large for the machine is an error, not an
+        // abort of the process.
+        let mut slots = Vec::new();
+        slots
+            .try_reserve_exact(capacity)
+            .map_err(|_| RingError::Allocation {
+                capacity,
+                bytes: capacity.saturating_mul(std::mem::size_of::<SlotCell<T>>()),
+            })?;
+        slots.extend((0..capacity).map(|_| SlotCell::new(factory())));
+        let slots = slots.into_boxed_slice();
         Ok(Self {
             shared: Arc::new(Shared {
                 cursor: CachePadded::new(AtomicU64::new(0)),

@@ -15,6 +15,11 @@ fn capacity_must_be_a_power_of_two() {
         Some(RingError::Capacity(12))
     );
     assert_eq!(ring(4).build().err(), Some(RingError::NoSubscribers));
+    // More than any machine has: an error, not an abort.
+    assert!(matches!(
+        RingBuilder::<u64>::new(1 << 62).err(),
+        Some(RingError::Allocation { capacity, .. }) if capacity == 1 << 62
+    ));
 }
 
 #[test]
