@@ -171,3 +171,44 @@ fn recorded_binance_file_replays_identically() {
     assert!(a.notifier.notifications > 0, "{a}");
     assert_same(&a, &b);
 }
+
+#[test]
+fn a_reversal_fits_a_max_order_size_of_one_size() {
+    // The service's default: ma_cross trades `size` 1 under `max_order_size` 1. Going from
+    // short 1 to long 1 is two orders of 1, not one of 2 (which the risk check refused,
+    // leaving the strategy stuck after its first fill).
+    let config = TradingConfig::from_toml(
+        r#"
+        [pipeline]
+        timeout_s = 120
+        md_ring = 4096
+
+        [risk]
+        max_order_size = 1.0
+        max_position = 5.0
+
+        [strategies.trend]
+        kind = "ma_cross"
+        instrument = "SYN001"
+        fast = 5
+        slow = 20
+        sample_ms = 100
+        size = 1.0
+        "#,
+    )
+    .expect("valid configuration");
+    let report = run_replay(synthetic(), &config).expect("run");
+    println!("{report}");
+    let too_big: u64 = report
+        .execution
+        .rejects
+        .iter()
+        .filter(|(r, _)| *r == RejectReason::MaxOrderSize)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(too_big, 0, "{report}");
+    assert!(
+        report.execution.fills >= 4,
+        "the strategy should keep reversing: {report}"
+    );
+}

@@ -1,7 +1,8 @@
 //! Moving-average crossover on the mid: samples the mid every `sample_ms` of event time,
 //! keeps a fast and a slow simple moving average, and when the fast crosses the slow it
-//! trades toward a target position of `+size` (fast above) or `-size` (fast below) with an
-//! IOC order priced `slippage_bps` through the touch.
+//! trades toward a target position of `+size` (fast above) or `-size` (fast below) with IOC
+//! orders priced `slippage_bps` through the touch, none larger than `size` (a reversal is
+//! two orders).
 
 use serde::Deserialize;
 use tickwire_engine::event::{OrderType, Side};
@@ -69,6 +70,12 @@ impl BuildStrategy for MaCross {
     type Params = MaCrossParams;
 
     fn build(p: MaCrossParams, instruments: &InstrumentRegistry) -> Result<Self, ConfigError> {
+        if !(p.size > 0.0 && p.size.is_finite()) || config::size(p.size) == 0 {
+            return Err(ConfigError::invalid(
+                "ma_cross",
+                format!("size = {:?}: must be a positive number", p.size),
+            ));
+        }
         if p.fast == 0 || p.fast >= p.slow {
             return Err(ConfigError::invalid(
                 "ma_cross",
@@ -146,24 +153,31 @@ impl Strategy for MaCross {
         let Some(top) = ctx.top(self.instrument) else {
             return;
         };
-        if delta > 0 && top.ask_size > 0 {
-            let price = top.ask_px + top.ask_px * self.slippage_bps / 10_000;
-            let _ = ctx.submit(
-                self.instrument,
+        let (side, price) = if delta > 0 && top.ask_size > 0 {
+            (
                 Side::Bid,
-                OrderType::Ioc,
-                price,
-                delta as u64,
-            );
+                top.ask_px + top.ask_px * self.slippage_bps / 10_000,
+            )
         } else if delta < 0 && top.bid_size > 0 {
-            let price = top.bid_px - top.bid_px * self.slippage_bps / 10_000;
-            let _ = ctx.submit(
-                self.instrument,
+            (
                 Side::Ask,
-                OrderType::Ioc,
-                price,
-                (-delta) as u64,
-            );
+                top.bid_px - top.bid_px * self.slippage_bps / 10_000,
+            )
+        } else {
+            return;
+        };
+        // In orders of at most `size`: a reversal (from -size to +size) is two orders, so a
+        // risk limit of `max_order_size = size` does not reject it.
+        let mut left = delta.unsigned_abs();
+        while left > 0 {
+            let quantity = left.min(self.size.unsigned_abs());
+            if ctx
+                .submit(self.instrument, side, OrderType::Ioc, price, quantity)
+                .is_err()
+            {
+                return;
+            }
+            left -= quantity;
         }
     }
 }
