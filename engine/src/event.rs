@@ -165,6 +165,17 @@ impl BookAction {
             _ => None,
         }
     }
+
+    /// Its name: `add`, `modify`, `cancel`, `fill`, `clear`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Modify => "modify",
+            Self::Cancel => "cancel",
+            Self::Fill => "fill",
+            Self::Clear => "clear",
+        }
+    }
 }
 
 /// One event: 24 bytes of header and a 40-byte body interpreted by `kind`.
@@ -494,6 +505,17 @@ impl ExecStatus {
             4 => Some(Self::Cancelled),
             5 => Some(Self::Rejected),
             _ => None,
+        }
+    }
+
+    /// Its name: `new`, `partially_filled`, `filled`, `cancelled`, `rejected`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::PartiallyFilled => "partially_filled",
+            Self::Filled => "filled",
+            Self::Cancelled => "cancelled",
+            Self::Rejected => "rejected",
         }
     }
 }

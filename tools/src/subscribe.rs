@@ -30,6 +30,8 @@ use tickwire_quic::client::{
 use tickwire_quic::protocol::{
     ChannelId, ChannelKind, ErrorCode, Policy, SubscribeRequest, batch_flags,
 };
+use tickwire_strategies::notify::AlertKind;
+use tickwire_strategies::risk::RejectReason;
 use tokio::sync::Notify;
 
 use crate::timestamp::utc;
@@ -493,6 +495,31 @@ fn side(code: u8) -> &'static str {
     }
 }
 
+/// The name of a code, or `unknown(<code>)` for a code this client does not know.
+fn named(code: u8, name: Option<&'static str>) -> String {
+    name.map_or_else(|| format!("unknown({code})"), str::to_owned)
+}
+
+fn action(code: u8) -> String {
+    named(code, BookAction::from_code(code).map(BookAction::name))
+}
+
+fn status(code: u8) -> String {
+    named(code, ExecStatus::from_code(code).map(ExecStatus::name))
+}
+
+/// A reject reason's name; `none` for 0 (the report is not a reject).
+fn reason(code: u8) -> String {
+    if code == 0 {
+        return "none".to_owned();
+    }
+    named(code, RejectReason::from_code(code).map(RejectReason::name))
+}
+
+fn alert(code: u8) -> String {
+    named(code, AlertKind::from_code(code).map(AlertKind::name))
+}
+
 fn flag_note(flags: u8) -> &'static str {
     if flags & batch_flags::CONFLATED != 0 {
         " [conflated]"
@@ -526,8 +553,8 @@ fn human_line(channel: ChannelId, sequence: u64, flags: u8, e: &Event) -> String
             t.trade_id
         ),
         Some(Body::BookDelta(b)) => format!(
-            "book   {:?} {} {} x {}  order {}",
-            BookAction::from_code(b.action),
+            "book   {} {} {} x {}  order {}",
+            action(b.action),
             side(b.side),
             px(b.price),
             sz(b.size),
@@ -539,21 +566,21 @@ fn human_line(channel: ChannelId, sequence: u64, flags: u8, e: &Event) -> String
             String::from_utf8_lossy(&s.reason).trim_end_matches('\0')
         ),
         Some(Body::ExecutionReport(r)) => format!(
-            "exec   order {} {} {:?} px {} filled {} leaves {} strategy {} reason {}",
+            "exec   order {} {} {} px {} filled {} leaves {} strategy {} reason {}",
             r.order_id,
             side(r.side),
-            ExecStatus::from_code(r.status),
+            status(r.status),
             px(r.price),
             sz(r.filled),
             sz(r.leaves),
             r.strategy,
-            r.reason
+            reason(r.reason)
         ),
         Some(Body::Notification(n)) => format!(
             "notify user {} rule {} alert {} value {} threshold {} order {}",
             n.user,
             n.rule,
-            n.alert,
+            alert(n.alert),
             px(n.value),
             px(n.threshold),
             n.order_id
@@ -591,7 +618,7 @@ fn json_line(channel: ChannelId, sequence: u64, flags: u8, e: &Event, arrival_ns
         }),
         Some(Body::BookDelta(b)) => json!({
             "order_id": b.order_id, "price": px(b.price), "size": sz(b.size), "seq": b.seq,
-            "side": side(b.side), "action": format!("{:?}", BookAction::from_code(b.action)),
+            "side": side(b.side), "action": action(b.action),
         }),
         Some(Body::Status(s)) => json!({
             "seq": s.seq, "status": s.status,
@@ -600,11 +627,11 @@ fn json_line(channel: ChannelId, sequence: u64, flags: u8, e: &Event, arrival_ns
         Some(Body::ExecutionReport(r)) => json!({
             "order_id": r.order_id, "price": px(r.price), "filled": sz(r.filled),
             "leaves": sz(r.leaves), "strategy": r.strategy, "side": side(r.side),
-            "status": format!("{:?}", ExecStatus::from_code(r.status)), "reason": r.reason,
+            "status": status(r.status), "reason": reason(r.reason),
         }),
         Some(Body::Notification(n)) => json!({
             "user": n.user, "rule": n.rule, "value": px(n.value),
-            "threshold": px(n.threshold), "order_id": n.order_id, "alert": n.alert,
+            "threshold": px(n.threshold), "order_id": n.order_id, "alert": alert(n.alert),
         }),
         Some(Body::Order(_)) | None => Value::Null,
     };
@@ -626,5 +653,58 @@ mod tests {
         assert_eq!(px(i64::MIN), "-9223372036.854775808");
         assert_eq!(sz(SIZE_SCALE), "1");
         assert_eq!(sz(1), "0.00000001");
+    }
+
+    #[test]
+    fn codes_print_as_names_not_as_debug_text() {
+        use tickwire_engine::event::{BookDelta, ExecutionReport, Notification};
+        let channel = ChannelId {
+            kind: ChannelKind::ExecutionReports,
+            key: 0,
+        };
+        let mut e = Event::new(0, 1, 0, 0);
+        e.set_execution_report(ExecutionReport {
+            order_id: 2,
+            status: ExecStatus::Rejected as u8,
+            reason: RejectReason::MaxOrderSize.code(),
+            side: Side::Ask as u8,
+            ..ExecutionReport::default()
+        });
+        let line = human_line(channel, 0, 0, &e);
+        assert!(line.contains("sell rejected px"), "{line}");
+        assert!(line.contains("reason max_order_size"), "{line}");
+        let json: Value = serde_json::from_str(&json_line(channel, 0, 0, &e, 0)).expect("JSON");
+        assert_eq!(json["status"], "rejected");
+        assert_eq!(json["reason"], "max_order_size");
+
+        e.set_execution_report(ExecutionReport {
+            status: ExecStatus::Filled as u8,
+            ..ExecutionReport::default()
+        });
+        let json: Value = serde_json::from_str(&json_line(channel, 0, 0, &e, 0)).expect("JSON");
+        assert_eq!(
+            (&json["status"], &json["reason"]),
+            (&json!("filled"), &json!("none"))
+        );
+
+        e.set_book_delta(BookDelta {
+            action: BookAction::Modify as u8,
+            ..BookDelta::default()
+        });
+        assert!(human_line(channel, 0, 0, &e).contains("book   modify "));
+        let json: Value = serde_json::from_str(&json_line(channel, 0, 0, &e, 0)).expect("JSON");
+        assert_eq!(json["action"], "modify");
+
+        e.set_notification(Notification {
+            alert: AlertKind::Fill as u8,
+            ..Notification::default()
+        });
+        assert!(human_line(channel, 0, 0, &e).contains("alert fills "));
+        e.set_notification(Notification {
+            alert: 200,
+            ..Notification::default()
+        });
+        let json: Value = serde_json::from_str(&json_line(channel, 0, 0, &e, 0)).expect("JSON");
+        assert_eq!(json["alert"], "unknown(200)");
     }
 }
