@@ -156,6 +156,21 @@ fn itch_recorded_inspected_and_replayed_counts_match() {
         "--json",
     ]);
     assert_eq!(u64_at(&tail, "/events"), events - 1000);
+    // Starting past the end is an error that gives the journal's range, not a silent
+    // run of nothing.
+    let e = fails(&[
+        "replay",
+        journal,
+        "--speed",
+        "max",
+        "--from-seq",
+        "999999999",
+    ]);
+    assert!(
+        e.contains("--from-seq 999999999 is past the end of the journal")
+            && e.contains(&format!("it holds sequences 0..{events}")),
+        "{e}"
+    );
 
     // Recording into the same journal again is refused without --append.
     let e = fails(&["record", itch, "--out", journal]);

@@ -507,6 +507,12 @@ impl ServiceConfig {
             }
         }
         self.risk.validate()?;
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            bail!(
+                "data_dir = {}: exists and is not a directory",
+                self.data_dir.display()
+            );
+        }
         let cores = available_cores();
         let check_core = |key: &str, core: usize| -> Result<()> {
             if !cores.contains(&core) {
@@ -872,6 +878,10 @@ mod tests {
             (
                 "[risk]\nmax_notional = 1e22\n",
                 "[risk] max_notional = 1e22",
+            ),
+            (
+                "data_dir = \"Cargo.toml\"\n",
+                "data_dir = Cargo.toml: exists and is not a directory",
             ),
             ("[risk]\nmax_position = nan\n", "[risk] max_position = NaN"),
             (

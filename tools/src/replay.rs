@@ -31,7 +31,7 @@ use tickwire_strategies::pipeline::{Taps, TradingPipeline};
 use crate::config::ServiceConfig;
 use crate::pipeline::{HopReport, PipelineArgs, install_ctrl_c, md_pipeline};
 use crate::progress::events_bar;
-use crate::timestamp::parse_time;
+use crate::timestamp::{parse_time, utc};
 
 /// Options of `tickwire replay`.
 #[derive(Debug, Clone, Args)]
@@ -126,7 +126,31 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
             if let Some(time) = args.from_time {
                 feed = feed.from_time(time);
             }
-            let total = feed.reader().end_sequence() - feed.position();
+            let reader = feed.reader();
+            let (first, end) = (reader.first_sequence(), reader.end_sequence());
+            if (args.from_seq.is_some() || args.from_time.is_some()) && feed.position() == end {
+                let time = |sequence| {
+                    reader
+                        .get(sequence)
+                        .map_or_else(String::new, |e| utc(e.receive_ts))
+                };
+                let asked = match (args.from_seq, args.from_time) {
+                    (Some(sequence), _) => format!("--from-seq {sequence}"),
+                    (_, Some(time)) => format!("--from-time {}", utc(time)),
+                    _ => String::new(),
+                };
+                if first == end {
+                    bail!("{asked}: the journal {} is empty", dir.display());
+                }
+                bail!(
+                    "{asked} is past the end of the journal {}: it holds sequences {first}..{end}, \
+                     received {} to {}",
+                    dir.display(),
+                    time(first),
+                    time(end - 1)
+                );
+            }
+            let total = end - feed.position();
             (Box::new(feed), Some(total))
         }
         other => {

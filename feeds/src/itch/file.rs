@@ -329,8 +329,13 @@ impl<R: Read + Send> Feed for ItchFileFeed<R> {
                     if rest.is_empty() {
                         return Ok(FeedStatus::End);
                     }
-                    let e = truncated(rest);
-                    return Err(self.error(offset, FeedErrorKind::Truncated(e.kind.to_string())));
+                    let kind = match truncated(rest).kind {
+                        DecodeErrorKind::Truncated { needed, available } => {
+                            format!("the last frame needs {needed} bytes, {available} remain")
+                        }
+                        other => other.to_string(),
+                    };
+                    return Err(self.error(offset, FeedErrorKind::Truncated(kind)));
                 }
                 Ok(None) => self.eof = !self.refill()?,
                 Err(e) => {
@@ -472,6 +477,12 @@ mod tests {
                 Ok(_) => {}
                 Err(e) => {
                     assert_eq!(e.feed, "test");
+                    if let FeedErrorKind::Truncated(_) = e.kind {
+                        assert_eq!(
+                            e.to_string(),
+                            "test: byte 41: truncated: the last frame needs 21 bytes, 3 remain"
+                        );
+                    }
                     positions.push((e.position, matches!(e.kind, FeedErrorKind::Truncated(_))));
                 }
             }
