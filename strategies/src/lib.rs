@@ -37,6 +37,7 @@
 //! use tickwire_strategies::strategy::{Context, Strategy, TimerId};
 //!
 //! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields)] // a mistyped parameter is an error, not a default
 //! struct BreakoutParams {
 //!     instrument: String,
 //!     size: f64,

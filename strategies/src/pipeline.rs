@@ -152,7 +152,9 @@ pub struct PipelineConfig {
     pub alert_log: Option<PathBuf>,
     /// Alert lines kept in the report. Default 10.
     pub alert_lines: usize,
-    /// Give up (an error) if the run takes longer than this, seconds. Default 600.
+    /// Give up (an error) if [`TradingPipeline::run`] (a replay to the feed's end) takes
+    /// longer than this, seconds. Default 600. The service (`tickwire run`) and `tickwire
+    /// replay --config` run until the input ends or Ctrl-C, and do not read it.
     pub timeout_s: u64,
 }
 
