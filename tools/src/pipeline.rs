@@ -33,6 +33,8 @@ use tickwire_engine::latency::{
 use tickwire_engine::ring::RingBuilder;
 use tickwire_feeds::{Feed, IngestAgent};
 
+use crate::progress::human_rate;
+
 /// Options of the ring and its threads, shared by `run`, `replay` and `record`.
 #[derive(Debug, Clone, Args)]
 pub struct PipelineArgs {
@@ -222,9 +224,9 @@ impl Hops {
     pub fn print_summary(&self, elapsed: Duration) {
         let events = self.handled();
         println!(
-            "\nsummary: {events} events in {:.2}s ({:.3}M ev/s)",
+            "\nsummary: {events} events in {:.2}s ({} ev/s)",
             elapsed.as_secs_f64(),
-            events as f64 / elapsed.as_secs_f64() / 1e6
+            human_rate(events as f64 / elapsed.as_secs_f64())
         );
         println!(
             "{:<24} {:>12} {:>9} {:>9} {:>9} {:>9}",

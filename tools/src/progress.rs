@@ -37,3 +37,14 @@ pub fn events_bar(total: Option<u64>, message: impl Into<String>) -> ProgressBar
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }
+
+/// A rate for people: `1.23M`, `45.6k` or `789` (append the unit).
+pub fn human_rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2}M", per_sec / 1e6)
+    } else if per_sec >= 1e3 {
+        format!("{:.1}k", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0}")
+    }
+}

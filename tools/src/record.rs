@@ -67,8 +67,9 @@ pub struct RecordArgs {
     /// The interval of `--fsync interval`, ms.
     #[arg(long, default_value_t = 1_000, value_name = "MS")]
     pub fsync_interval_ms: u64,
-    /// Segment size, MiB (header included).
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    /// Segment size, MiB (header included), 1 to 1048576.
+    #[arg(long, default_value_t = 256, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub segment_mib: u64,
     /// Append to the journal in `--out` if there is one.
     #[arg(long)]
@@ -157,8 +158,9 @@ pub fn record(args: &RecordArgs) -> Result<()> {
     let existing = has_segments(&args.out)?;
     if existing > 0 && !args.append {
         bail!(
-            "{}: already holds a journal ({existing} segments); pass --append to add to it, or choose another --out",
-            args.out.display()
+            "{}: already holds a journal ({existing} segment{}); pass --append to add to it, or choose another --out",
+            args.out.display(),
+            if existing == 1 { "" } else { "s" }
         );
     }
     let feed = spec.open().context("cannot open the input to record")?;
@@ -180,7 +182,7 @@ pub fn record(args: &RecordArgs) -> Result<()> {
     let writer = JournalWriter::open(
         &args.out,
         JournalConfig {
-            segment_bytes: args.segment_mib.max(1) << 20,
+            segment_bytes: args.segment_mib << 20,
             fsync,
             instruments: primed_instruments.clone(),
             ..JournalConfig::default()

@@ -50,6 +50,7 @@ use tickwire_strategies::pipeline::{HOPS, Taps, TradingPipeline};
 
 use crate::config::{FsyncSetting, FsyncWord, ServiceConfig, StatusFormat, parse_sha256};
 use crate::pipeline::install_ctrl_c;
+use crate::progress::human_rate;
 
 /// Human output (banner, summary): on stdout, or on stderr when the status lines are JSON
 /// so that stdout carries JSON only.
@@ -779,16 +780,6 @@ impl Snapshot {
     }
 }
 
-fn human_rate(per_sec: f64) -> String {
-    if per_sec >= 1e6 {
-        format!("{:.2}M", per_sec / 1e6)
-    } else if per_sec >= 1e3 {
-        format!("{:.1}k", per_sec / 1e3)
-    } else {
-        format!("{per_sec:.0}")
-    }
-}
-
 fn open_feed(config: &ServiceConfig) -> Result<Box<dyn Feed>> {
     let f = &config.feed;
     if f.input == "synthetic" {
@@ -931,8 +922,14 @@ fn print_banner(config: &ServiceConfig, layout: &str, quic: Option<&Quic>) {
                 Some(path) => path.clone(),
                 None => config.quic_dir().join("cert.der"),
             };
+            // The way this binary was started (`./target/release/tickwire` under `cargo
+            // run`, which does not put it on the PATH), or its name when found on the PATH.
+            let program = std::env::args()
+                .next()
+                .filter(|p| p.contains(std::path::MAIN_SEPARATOR))
+                .unwrap_or_else(|| "tickwire".to_owned());
             say!(
-                "  subscribe: tickwire subscribe --server {addr} --cert {} --token-file {}",
+                "  subscribe: {program} subscribe --server {addr} --cert {} --token-file {}",
                 cert.display(),
                 config.token_file().display()
             );

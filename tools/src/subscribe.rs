@@ -437,9 +437,10 @@ fn summary(
     let secs = started.elapsed().as_secs_f64();
     let stats = client.stats();
     eprintln!(
-        "summary: {events} events on {} channels in {secs:.1} s; gaps {gaps} lost + {conflated} \
+        "summary: {events} events on {} channel{} in {secs:.1} s; gaps {gaps} lost + {conflated} \
          conflated ({missing} sequences skipped); duplicates dropped {}; reconnects {}",
         per_channel.len(),
+        if per_channel.len() == 1 { "" } else { "s" },
         stats.duplicates.load(Ordering::Relaxed),
         stats.reconnects.load(Ordering::Relaxed),
     );
