@@ -352,7 +352,7 @@ fn subscribe_prints_every_event_in_order_then_a_summary() {
         lines[0]
     );
     assert!(
-        stderr.contains("summary: 10 events on 1 channels"),
+        stderr.contains("summary: 10 events on 1 channel in"),
         "{stderr}"
     );
 }
