@@ -119,6 +119,15 @@ impl ChannelKind {
         }
     }
 
+    /// The kind's name in messages: `market data`, `notifications`, `execution reports`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MarketData => "market data",
+            Self::Notifications => "notifications",
+            Self::ExecutionReports => "execution reports",
+        }
+    }
+
     /// This kind's bit in `Welcome.durable`: `1 << (code - 1)`.
     pub fn bit(self) -> u8 {
         1 << (self as u8 - 1)

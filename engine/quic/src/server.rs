@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use crate::fanout::{Closer, ConnId, FanoutHandle};
 use crate::protocol::{
     ALPN, ChannelKind, Control, DEFAULT_MAX_FRAME, ErrorCode, HEADER_LEN, MAX_CONTROL_FRAME,
-    MessageType, WireError, decode_control, decode_header,
+    MessageType, WireError, decode_control, decode_header, pattern_matches,
 };
 
 /// Why the server could not start.
@@ -795,7 +795,34 @@ async fn control_loop(
                         &Control::Error {
                             code: ErrorCode::NotEntitled,
                             id: sub_id,
-                            message: format!("token may not read {:?}", request.kind),
+                            message: format!("token may not read {}", request.kind.name()),
+                        },
+                    )
+                    .await?;
+                    continue;
+                }
+                // A channel named outright (no wildcard) that the token may not read is
+                // refused now; with wildcards, the entitlement narrows what they match.
+                let refused: Vec<&str> = request
+                    .patterns
+                    .iter()
+                    .filter(|p| !p.contains(['*', '?']))
+                    .filter(|p| !entitled.iter().any(|e| pattern_matches(e, p)))
+                    .map(String::as_str)
+                    .collect();
+                if !refused.is_empty() {
+                    let message = format!(
+                        "token may not read {} {} (it may read {})",
+                        request.kind.name(),
+                        refused.join(", "),
+                        entitled.join(", ")
+                    );
+                    send_control(
+                        send,
+                        &Control::Error {
+                            code: ErrorCode::NotEntitled,
+                            id: sub_id,
+                            message,
                         },
                     )
                     .await?;

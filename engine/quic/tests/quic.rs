@@ -582,28 +582,50 @@ async fn tokens_and_entitlements_are_enforced() {
         policy: Policy::Disconnect,
         patterns: vec!["*".into()],
     });
+    // A market-data channel named outright that the token may not read: refused, not
+    // "subscribed" to nothing.
+    config.subscriptions.push(SubscribeRequest {
+        id: 3,
+        kind: ChannelKind::MarketData,
+        policy: Policy::Disconnect,
+        patterns: vec!["BTC-USD".into(), "ETH-USD".into()],
+    });
     let (mut c, mut seen) = connected(config).await;
     for i in 0..3000 {
         h.publish(quote((i % 3) as u32, i));
     }
     collect_until(&mut c, &mut seen, |s| {
-        s.count(md(0)) >= 1000 && !s.refused.is_empty()
+        s.count(md(0)) >= 1000 && s.refused.len() >= 2
     })
     .await;
+    let refused_md = seen.refused.iter().find_map(|r| match r {
+        Delivery::Refused {
+            id: 3,
+            code: ErrorCode::NotEntitled,
+            message,
+        } => Some(message.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        refused_md.as_deref(),
+        Some("token may not read market data ETH-USD (it may read BTC*)"),
+        "{:?}",
+        seen.refused
+    );
     assert_eq!(seen.count(md(0)), 1000);
     assert_eq!(
         seen.count(md(1)) + seen.count(md(2)),
         0,
         "never outside entitlements"
     );
-    assert!(matches!(
-        seen.refused[0],
+    assert!(seen.refused.iter().any(|r| matches!(
+        r,
         Delivery::Refused {
             id: 2,
             code: ErrorCode::NotEntitled,
             ..
         }
-    ));
+    )));
     h.stop();
 }
 
