@@ -9,7 +9,9 @@
 //! | `*.itch`, `*ITCH50*`, or a file whose first frame is a length-prefixed ITCH 5.0 message | [`ItchFileFeed`] |
 //! | `synthetic`, `synthetic:seed=7,instruments=4,events=1000,rate=1000000` | [`SyntheticFeed`] in simulated time |
 //!
-//! The extension wins over the content; content is sniffed only for unknown extensions.
+//! The extension decides, unless the first bytes are another format's magic (a gzip file
+//! named `.itch` is an error saying so, not a stream of unknown message types); for unknown
+//! extensions the first bytes decide.
 //! Errors name the path (or the spec) and say what was expected.
 //!
 //! ```
@@ -126,15 +128,6 @@ impl FeedSpec {
             .file_name()
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        if name.ends_with(".dbn") || name.ends_with(".dbn.zst") {
-            return Ok(Self::Dbn(path_buf));
-        }
-        if name.ends_with(".gz") {
-            return Ok(Self::Binance(path_buf));
-        }
-        if name.ends_with(".itch") || name.contains("itch50") {
-            return Ok(Self::Itch(path_buf));
-        }
         let mut head = [0u8; 16];
         let mut file = File::open(path).map_err(io_error)?;
         let mut n = 0;
@@ -151,6 +144,39 @@ impl FeedSpec {
             path: path.to_owned(),
             reason,
         };
+        let gzip = head.starts_with(&[0x1f, 0x8b]);
+        let dbn_or_zstd = head.starts_with(b"DBN") || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+        // The extension decides, unless the first bytes are another format's magic.
+        let contradicts = |extension: &str, found: &str| {
+            unknown(format!(
+                "the name says {extension} but the file starts with {found}'s magic {:02x?}",
+                &head[..head.len().min(4)]
+            ))
+        };
+        if name.ends_with(".dbn") || name.ends_with(".dbn.zst") {
+            if gzip {
+                return Err(contradicts("DBN", "gzip"));
+            }
+            return Ok(Self::Dbn(path_buf));
+        }
+        if name.ends_with(".gz") {
+            if !head.is_empty() && !gzip {
+                return Err(unknown(format!(
+                    "the name says gzip but the file does not start with gzip's magic (1f 8b): {:02x?}",
+                    &head[..head.len().min(4)]
+                )));
+            }
+            return Ok(Self::Binance(path_buf));
+        }
+        if name.ends_with(".itch") || name.contains("itch50") {
+            if gzip {
+                return Err(contradicts("ITCH", "gzip"));
+            }
+            if dbn_or_zstd {
+                return Err(contradicts("ITCH", "DBN or zstd"));
+            }
+            return Ok(Self::Itch(path_buf));
+        }
         match head {
             [] => Err(unknown("the file is empty".into())),
             // RFC 1952 §2.3.1: ID1 ID2.
@@ -355,6 +381,33 @@ mod tests {
         );
         let empty = write("empty.bin", b"");
         assert!(error_of(&empty).contains("empty"));
+        // An extension contradicted by another format's magic is an error, not a misread.
+        for (name, bytes, says) in [
+            (
+                "gz.itch",
+                &[0x1f, 0x8b, 8, 0][..],
+                "the name says ITCH but the file starts with gzip's magic",
+            ),
+            (
+                "zst.itch",
+                &[0x28, 0xb5, 0x2f, 0xfd][..],
+                "the name says ITCH but the file starts with DBN or zstd's magic",
+            ),
+            (
+                "gz.dbn",
+                &[0x1f, 0x8b, 8, 0][..],
+                "the name says DBN but the file starts with gzip's magic",
+            ),
+            (
+                "plain.gz",
+                &itch[..],
+                "the name says gzip but the file does not start with gzip's magic",
+            ),
+        ] {
+            let path = write(name, bytes);
+            let e = error_of(&path);
+            assert!(e.starts_with(&path) && e.contains(says), "{e}");
+        }
         let missing = dir.path().join("missing.gz").display().to_string();
         let e = error_of(&missing);
         assert!(e.starts_with(&missing) && e.contains("No such file"), "{e}");
