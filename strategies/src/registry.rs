@@ -82,6 +82,15 @@ impl Registry {
                 context: format!("[strategies.{name}] {context}"),
                 message,
             },
+            ConfigError::UnknownInstrument {
+                context,
+                symbol,
+                known,
+            } => ConfigError::UnknownInstrument {
+                context: format!("[strategies.{name}] {context}"),
+                symbol,
+                known,
+            },
             other => other,
         })
     }

@@ -83,11 +83,27 @@ impl BuildStrategy for MarketMaker {
 
     fn build(p: MarketMakerParams, instruments: &InstrumentRegistry) -> Result<Self, ConfigError> {
         let tick = config::price(p.tick);
-        if tick <= 0 || p.size <= 0.0 {
+        if tick <= 0 || !(p.size > 0.0 && p.size.is_finite()) || config::size(p.size) == 0 {
             return Err(ConfigError::invalid(
                 "market_maker",
-                "tick and size must be positive",
+                format!(
+                    "tick ({:?}) and size ({:?}) must be positive numbers",
+                    p.tick, p.size
+                ),
             ));
+        }
+        for (key, value) in [
+            ("half_spread_bps", p.half_spread_bps),
+            ("skew_bps", p.skew_bps),
+            ("requote_bps", p.requote_bps),
+            ("max_position", p.max_position),
+        ] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(ConfigError::invalid(
+                    "market_maker",
+                    format!("{key} = {value:?}: must be a number, 0 or more"),
+                ));
+            }
         }
         Ok(Self {
             instrument: config::instrument(instruments, &p.instrument, "market_maker")?,
@@ -192,6 +208,54 @@ impl Strategy for MarketMaker {
 mod tests {
     use super::*;
     use tickwire_engine::event::{PRICE_SCALE as P, SIZE_SCALE as S};
+
+    #[test]
+    fn impossible_parameters_are_refused_by_name() {
+        let base = MarketMakerParams {
+            instrument: "X".into(),
+            size: 1.0,
+            half_spread_bps: 10.0,
+            skew_bps: 5.0,
+            max_position: 3.0,
+            requote_bps: 1.0,
+            min_requote_ms: 0,
+            tick: 0.01,
+        };
+        let instruments = InstrumentRegistry::from_symbols(["X"]);
+        for (params, says) in [
+            (
+                MarketMakerParams {
+                    size: f64::NAN,
+                    ..base.clone()
+                },
+                "size (NaN)",
+            ),
+            (
+                MarketMakerParams {
+                    size: 1e-12,
+                    ..base.clone()
+                },
+                "size (1e-12)",
+            ),
+            (
+                MarketMakerParams {
+                    half_spread_bps: -1.0,
+                    ..base.clone()
+                },
+                "half_spread_bps = -1.0",
+            ),
+            (
+                MarketMakerParams {
+                    skew_bps: f64::INFINITY,
+                    ..base.clone()
+                },
+                "skew_bps = inf",
+            ),
+        ] {
+            let err = MarketMaker::build(params, &instruments).expect_err(says);
+            assert!(err.to_string().contains(says), "{err}");
+        }
+    }
 
     #[test]
     fn quotes_lean_against_inventory_and_stay_behind_the_touch() {
