@@ -775,6 +775,16 @@ pub fn format_notification(event: &Event, instruments: &InstrumentRegistry) -> S
             format!("spread {:.2} > {:.2}", px(n.value), px(n.threshold))
         }
         Some(AlertKind::Fill) => format!("order {} filled at {:.2}", n.order_id, px(n.value)),
+        // The venue refuses a cancel of an order that is no longer resting with
+        // `unknown_order`: say so, or the line reads as if a filled order was refused.
+        Some(AlertKind::Reject)
+            if n.value == i64::from(crate::risk::RejectReason::UnknownOrder.code()) =>
+        {
+            format!(
+                "cancel of order {} rejected: unknown_order (no longer resting: filled or cancelled)",
+                n.order_id
+            )
+        }
         Some(AlertKind::Reject) => format!(
             "order {} rejected: {}",
             n.order_id,
@@ -842,6 +852,7 @@ impl Agent for AlertLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::risk::RejectReason;
     use tickwire_engine::event::Quote;
 
     const P: i64 = tickwire_engine::event::PRICE_SCALE;
@@ -881,6 +892,31 @@ mod tests {
             });
         }
         fired
+    }
+
+    #[test]
+    fn a_refused_cancel_reads_as_a_cancel() {
+        use tickwire_engine::event::Notification;
+        let instruments = InstrumentRegistry::from_symbols(["X"]);
+        let line = |reason: RejectReason| {
+            let mut e = Event::new(0, 0, 5, 5);
+            e.set_notification(Notification {
+                user: 1,
+                alert: AlertKind::Reject as u8,
+                order_id: 2,
+                value: i64::from(reason.code()),
+                ..Notification::default()
+            });
+            format_notification(&e, &instruments)
+        };
+        assert!(
+            line(RejectReason::UnknownOrder).ends_with(
+                "X: cancel of order 2 rejected: unknown_order (no longer resting: filled or cancelled)"
+            ),
+            "{}",
+            line(RejectReason::UnknownOrder)
+        );
+        assert!(line(RejectReason::NoMarket).ends_with("X: order 2 rejected: no_market"));
     }
 
     #[test]
