@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use tickwire_engine::event::{EventKind, flags};
-use tickwire_engine::journal::{JournalReader, OpenOptions, Verify};
+use tickwire_engine::journal::{JournalReader, OpenOptions, Verify, has_live_writer};
 
 use crate::timestamp::utc;
 
@@ -138,6 +138,9 @@ pub struct InspectReport {
     pub bytes: u64,
     /// A torn tail found at open, if any.
     pub recovery: Option<RecoveryReport>,
+    /// Whether a writer held the journal's `LOCK` when it was read: the last segment was
+    /// still being written, and its end is where the writer was, not a torn tail.
+    pub live_writer: bool,
 }
 
 fn file_name(path: &std::path::Path) -> String {
@@ -254,6 +257,8 @@ pub fn report(args: &InspectArgs) -> Result<InspectReport> {
             created: Timestamp::of(created_ns),
         });
     }
+    let live_writer = has_live_writer(dir)
+        .with_context(|| format!("cannot check the journal's LOCK in {}", dir.display()))?;
     let recovery = reader.recovery().map(|r| RecoveryReport {
         file: file_name(&r.path),
         file_bytes: r.from_len,
@@ -279,6 +284,7 @@ pub fn report(args: &InspectArgs) -> Result<InspectReport> {
         segments,
         bytes,
         recovery,
+        live_writer,
     })
 }
 
@@ -346,6 +352,9 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         );
     }
     match &r.recovery {
+        _ if r.live_writer => println!(
+            "recovery   a live writer holds the journal: read as it was at open, its last segment still growing"
+        ),
         None => println!("recovery   clean: no torn tail"),
         Some(rec) => println!(
             "recovery   torn tail in {}: {} of {} bytes valid; skipped, not truncated (a writer opening the journal cuts it)",

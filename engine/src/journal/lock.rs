@@ -34,6 +34,18 @@ impl DirLock {
     }
 }
 
+/// Whether a writer holds `dir/LOCK` now (the journal has a live writer). Creates nothing:
+/// no `LOCK` file means no writer ever ran there. Takes the lock for an instant when it is
+/// free.
+pub fn held(dir: &Path) -> io::Result<bool> {
+    let file = match File::open(dir.join(LOCK_FILE)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(!try_flock_exclusive(&file)?)
+}
+
 #[cfg(unix)]
 fn try_flock_exclusive(file: &File) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
@@ -64,14 +76,21 @@ mod tests {
     #[test]
     fn a_second_exclusive_lock_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().expect("temp dir");
+        assert!(!held(dir.path()).expect("no LOCK file"), "no writer yet");
+        assert!(
+            !dir.path().join(LOCK_FILE).exists(),
+            "held() creates nothing"
+        );
         let first = DirLock::try_exclusive(dir.path()).expect("lock file");
         assert!(first.is_some());
+        assert!(held(dir.path()).expect("probe"), "a live writer");
         assert!(
             DirLock::try_exclusive(dir.path())
                 .expect("lock file")
                 .is_none()
         );
         drop(first);
+        assert!(!held(dir.path()).expect("probe"), "released");
         assert!(
             DirLock::try_exclusive(dir.path())
                 .expect("lock file")

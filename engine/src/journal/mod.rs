@@ -127,6 +127,12 @@ pub use reader::{Iter, JournalReader, OpenOptions, Recovery, Verify};
 pub use recorder::RecorderAgent;
 pub use writer::JournalWriter;
 
+/// Whether the journal in `dir` has a live writer now (a [`JournalWriter`] holds its `LOCK`):
+/// a reader then sees the last segment as it was at open, still growing.
+pub fn has_live_writer(dir: &Path) -> io::Result<bool> {
+    lock::held(dir)
+}
+
 /// When the writer fsyncs what it wrote. Whatever the policy, [`JournalWriter::flush`]
 /// puts what is buffered into the page cache, which survives a crash of the process; an
 /// fsync makes it survive a crash of the machine.
