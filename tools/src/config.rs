@@ -420,6 +420,10 @@ impl ServiceConfig {
     /// Parses TOML text (see [`from_file`](Self::from_file)): the file's keys are laid
     /// over the embedded default's, table by table.
     pub fn from_toml(text: &str) -> Result<Self> {
+        // Read as written first, only for its errors: they give the line, the column and
+        // the text (every section has defaults, so this refuses nothing the merge accepts).
+        // The merged table below has lost the positions.
+        toml::from_str::<Self>(text)?;
         let user: toml::Table = toml::from_str(text)?;
         let mut merged = toml::Table::try_from(Self::default())?;
         if user.contains_key("strategies") || user.contains_key("alerts") {
@@ -842,6 +846,7 @@ mod tests {
             ServiceConfig::from_toml("[quic]\nbindd = \"127.0.0.1:1\"\n").expect_err("unknown key");
         let text = format!("{err:#}");
         assert!(text.contains("bindd"), "{text}");
+        assert!(text.contains("line 2, column 1"), "the position: {text}");
     }
 
     #[test]
