@@ -44,7 +44,10 @@
 //! seek by journal sequence, then at most 1024 of the channel's events skipped), up to
 //! the window, then the window, then live: no gap, no duplicate. A journal snapshot is
 //! reopened when a resume needs records appended since (the recorder flushes each batch
-//! to the page cache). Too old for both (the journal does not reach back, or lags behind
+//! to the page cache), on a thread of its own: opening checks the last segment's checksums
+//! (tens of ms for a full segment), which would hold up every other subscriber on the
+//! publisher's thread. The request waits (unanswered, nothing changed) until the snapshot
+//! is ready, then runs as if it had just arrived. Too old for both (the journal does not reach back, or lags behind
 //! the window, or more than [`FanoutConfig::max_journal_replay`] events) is
 //! `RESUME_TOO_OLD`. Notifications and execution reports are not journaled: they count
 //! from 1 per run and resume from the window only.
@@ -120,9 +123,10 @@ pub struct FanoutConfig {
     pub journal: Option<PathBuf>,
     /// The most events one resume may read from the journal (default 1 048 576: 64 MiB of
     /// events, 128 replay frames, well inside the default 1024-frame queue); a resume
-    /// further behind is refused with `RESUME_TOO_OLD`. The journal is read on the
-    /// publisher's thread, between ring batches, so this also bounds how long one resume
-    /// holds up live delivery (memory-mapped reads, plus page faults when cold).
+    /// further behind is refused with `RESUME_TOO_OLD`. The events are copied out of the
+    /// journal on the publisher's thread, between ring batches, so this also bounds how long
+    /// one resume holds up live delivery (memory-mapped reads, plus page faults when cold;
+    /// reopening the journal, the costly part, runs on a thread of its own).
     pub max_journal_replay: usize,
     /// The longest a channel's batch is held back while more than half of its subscribers
     /// have frames queued (default 500 µs; zero never holds): see **smart batching** in the
@@ -159,6 +163,8 @@ pub struct FanoutStats {
     pub slow_disconnects: AtomicU64,
     /// Events replayed from the journal (resumes older than the window).
     pub journal_replayed: AtomicU64,
+    /// Journal snapshots reopened for resumes (each on a thread of its own).
+    pub journal_reopens: AtomicU64,
 }
 
 /// Why a subscription was refused: a code for the `Error` frame and a message.
@@ -185,6 +191,39 @@ enum Command {
         id: u32,
         reply: oneshot::Sender<bool>,
     },
+    /// A fresh journal snapshot, opened off the publisher's thread (see
+    /// [`Core::start_reopen`]).
+    Reopened(Result<JournalReader, Refusal>),
+}
+
+/// A subscribe request waiting for a fresher journal snapshot than the one held.
+struct Deferred {
+    conn: ConnId,
+    request: SubscribeRequest,
+    entitled: Vec<String>,
+    resume: Vec<(u32, u64)>,
+    reply: oneshot::Sender<Result<(), Refusal>>,
+    /// It arrived while a reopen was running, whose snapshot may predate what it needs:
+    /// if that one falls short, it waits for the next.
+    during_reopen: bool,
+}
+
+/// What [`Core::subscribe`] did.
+enum Subscribed {
+    /// Answered (subscribed, or refused).
+    Done(Result<(), Refusal>),
+    /// A resume needs journal records newer than the snapshot held: nothing was changed,
+    /// and the request is to be run again on a fresher one.
+    Stale,
+}
+
+/// Why [`JournalIndex::collect`] could not serve a range.
+enum Collect {
+    /// Refused outright.
+    Refused(Refusal),
+    /// The snapshot ends before the range does: the refusal to give if a fresher snapshot
+    /// cannot be had.
+    Stale(Refusal),
 }
 
 /// How a transport talks to the [`PublisherAgent`]: cheap to clone, `Send + Sync`.
@@ -307,6 +346,8 @@ struct JournalIndex {
     reader: Option<JournalReader>,
     /// Journal sequence of the first source ring's sequence 0.
     base: u64,
+    /// A reopen is running on its own thread.
+    reopening: bool,
 }
 
 impl JournalIndex {
@@ -352,70 +393,65 @@ impl JournalIndex {
                 dir: dir.to_owned(),
                 reader,
                 base,
+                reopening: false,
             },
             channels,
         ))
     }
 
-    fn reopen(&mut self) -> Result<&JournalReader, Refusal> {
+    /// A fresh snapshot of the journal in `dir`. Checks the last segment's checksums (up to
+    /// a whole segment, tens of ms), so it runs on a thread of its own, never the
+    /// publisher's.
+    fn snapshot(dir: &Path) -> Result<JournalReader, Refusal> {
         let options = OpenOptions {
             verify: Verify::LastSegment,
             truncate_torn_tail: false,
         };
-        let reader = JournalReader::open_with(&self.dir, options).map_err(|e| {
+        JournalReader::open_with(dir, options).map_err(|e| {
             (
                 ErrorCode::Internal,
-                format!("reading the journal {}: {e}", self.dir.display()),
+                format!("reading the journal {}: {e}", dir.display()),
             )
-        })?;
-        Ok(self.reader.insert(reader))
+        })
     }
 
     /// Appends channel `id`'s events with sequences `from..to` to `out`, from the journal.
+    /// Stale when the snapshot held ends first: the caller gets a fresher one (off this
+    /// thread) and asks again.
     fn collect(
-        &mut self,
+        &self,
         id: ChannelId,
         marks: &[u64],
         from: u64,
         to: u64,
         out: &mut Vec<Event>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), Collect> {
         let index = ((from - 1) / MARK_EVERY) as usize;
         let Some(&start) = marks.get(index) else {
-            return Err((
+            return Err(Collect::Refused((
                 ErrorCode::ResumeTooOld,
                 format!(
                     "channel {} has no journal record of sequence {from}",
                     id.key
                 ),
-            ));
+            )));
         };
         let mut sequence = index as u64 * MARK_EVERY + 1;
         let mut at = start;
-        let mut reopened = false;
         while sequence < to {
-            let covered = self.reader.as_ref().is_some_and(|r| at < r.end_sequence());
-            if !covered {
-                if reopened {
-                    let end = self.reader.as_ref().map_or(0, JournalReader::end_sequence);
-                    return Err((
-                        ErrorCode::ResumeTooOld,
-                        format!(
-                            "the journal {} ends at {end}, before sequence {sequence} of channel {}",
-                            self.dir.display(),
-                            id.key
-                        ),
-                    ));
-                }
-                self.reopen()?;
-                reopened = true;
-                continue;
-            }
-            let Some(reader) = self.reader.as_ref() else {
-                continue;
+            let Some(reader) = self.reader.as_ref().filter(|r| at < r.end_sequence()) else {
+                let end = self.reader.as_ref().map_or(0, JournalReader::end_sequence);
+                return Err(Collect::Stale((
+                    ErrorCode::ResumeTooOld,
+                    format!(
+                        "the journal {} ends at {end}, before sequence {sequence} of channel {}",
+                        self.dir.display(),
+                        id.key
+                    ),
+                )));
             };
             if at < reader.first_sequence() {
-                return Err((
+                return Err(Collect::Refused((
                     ErrorCode::ResumeTooOld,
                     format!(
                         "the journal {} starts at {}, after sequence {sequence} of channel {}",
@@ -423,11 +459,11 @@ impl JournalIndex {
                         reader.first_sequence(),
                         id.key
                     ),
-                ));
+                )));
             }
             let run = reader.run(at);
             if at == start && run.first().and_then(ChannelKind::of_event) != Some(id) {
-                return Err((
+                return Err(Collect::Refused((
                     ErrorCode::Internal,
                     format!(
                         "journal record {at} in {} is not sequence {sequence} of channel {}: \
@@ -435,7 +471,7 @@ impl JournalIndex {
                         self.dir.display(),
                         id.key
                     ),
-                ));
+                )));
             }
             for event in run {
                 at += 1;
@@ -545,6 +581,10 @@ struct Core {
     config: FanoutConfig,
     stats: Arc<FanoutStats>,
     journal: Option<JournalIndex>,
+    /// Subscribe requests waiting for a fresher journal snapshot.
+    deferred: Vec<Deferred>,
+    /// The agent's own command queue, for the reopen thread's answer.
+    commands: Sender<Command>,
 }
 
 /// The ring consumer that publishes to subscribers (see the module docs).
@@ -639,6 +679,8 @@ impl PublisherAgent {
                 config,
                 stats,
                 journal,
+                deferred: Vec::new(),
+                commands: handle.commands.clone(),
             },
         };
         (agent, handle)
@@ -866,32 +908,135 @@ impl Core {
                 entitled,
                 resume,
                 reply,
-            } => {
-                let _ = reply.send(self.subscribe(conn, request, entitled, &resume));
-            }
+            } => self.subscribe_or_defer(Deferred {
+                conn,
+                request,
+                entitled,
+                resume,
+                reply,
+                during_reopen: false,
+            }),
             Command::Unsubscribe { conn, id, reply } => {
                 let _ = reply.send(self.unsubscribe(conn, id));
+            }
+            Command::Reopened(snapshot) => {
+                let snapshot = match (snapshot, self.journal.as_mut()) {
+                    (Ok(reader), Some(journal)) => {
+                        journal.reader = Some(reader);
+                        journal.reopening = false;
+                        self.stats.journal_reopens.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    (Err(refusal), Some(journal)) => {
+                        journal.reopening = false;
+                        Err(refusal)
+                    }
+                    (_, None) => Err((ErrorCode::Internal, "no journal".to_owned())),
+                };
+                for mut waiting in std::mem::take(&mut self.deferred) {
+                    match &snapshot {
+                        Err(refusal) => {
+                            let _ = waiting.reply.send(Err(refusal.clone()));
+                        }
+                        // Came while this reopen ran: it may need a later one.
+                        Ok(()) if waiting.during_reopen => {
+                            waiting.during_reopen = false;
+                            self.subscribe_or_defer(waiting);
+                        }
+                        Ok(()) => {
+                            let outcome = self.subscribe(
+                                waiting.conn,
+                                &waiting.request,
+                                &waiting.entitled,
+                                &waiting.resume,
+                                false,
+                            );
+                            if let Subscribed::Done(answer) = outcome {
+                                let _ = waiting.reply.send(answer);
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 
+    /// Subscribes now, or, when a resume needs journal records newer than the snapshot
+    /// held, keeps the request and has the journal reopened on another thread: the
+    /// publisher's thread never checks a segment's checksums, so a resume does not hold
+    /// up live delivery for longer than it takes to copy its events.
+    fn subscribe_or_defer(&mut self, waiting: Deferred) {
+        let outcome = self.subscribe(
+            waiting.conn,
+            &waiting.request,
+            &waiting.entitled,
+            &waiting.resume,
+            true,
+        );
+        match outcome {
+            Subscribed::Done(answer) => {
+                let _ = waiting.reply.send(answer);
+            }
+            Subscribed::Stale => {
+                let during_reopen = self.journal.as_ref().is_some_and(|j| j.reopening);
+                self.deferred.push(Deferred {
+                    during_reopen,
+                    ..waiting
+                });
+                self.start_reopen();
+            }
+        }
+    }
+
+    /// Opens a fresh journal snapshot on a thread of its own (one at a time); the answer
+    /// comes back as [`Command::Reopened`].
+    fn start_reopen(&mut self) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        if journal.reopening {
+            return;
+        }
+        journal.reopening = true;
+        let dir = journal.dir.clone();
+        let shown = dir.display().to_string();
+        let answer = self.commands.clone();
+        let spawned = std::thread::Builder::new()
+            .name("quic-journal-reopen".to_owned())
+            .spawn(move || {
+                // The agent may have stopped meanwhile: nobody waits then.
+                let _ = answer.send(Command::Reopened(JournalIndex::snapshot(&dir)));
+            });
+        if let Err(e) = spawned {
+            self.apply(Command::Reopened(Err((
+                ErrorCode::Internal,
+                format!("cannot start a thread to reopen the journal {shown}: {e}"),
+            ))));
+        }
+    }
+
+    /// Subscribes `conn_id`, replaying from `resume` first. With `may_defer`, a resume that
+    /// needs journal records newer than the snapshot held changes nothing and is
+    /// [`Subscribed::Stale`]; without, it is refused.
     fn subscribe(
         &mut self,
         conn_id: ConnId,
-        request: SubscribeRequest,
-        entitled: Vec<String>,
+        request: &SubscribeRequest,
+        entitled: &[String],
         resume: &[(u32, u64)],
-    ) -> Result<(), Refusal> {
+        may_defer: bool,
+    ) -> Subscribed {
+        let refuse = |code, message: &str| Subscribed::Done(Err((code, message.to_owned())));
         let Some(conn) = self.conns.get_mut(&conn_id) else {
-            return Err((ErrorCode::Internal, "connection not attached".to_owned()));
+            return refuse(ErrorCode::Internal, "connection not attached");
         };
         if conn.subs.contains_key(&request.id) {
-            return Err((ErrorCode::DuplicateSubscription, "id in use".to_owned()));
+            return refuse(ErrorCode::DuplicateSubscription, "id in use");
         }
         let sub = Subscription {
             kind: request.kind,
-            patterns: request.patterns,
-            entitled,
+            patterns: request.patterns.clone(),
+            entitled: entitled.to_vec(),
             policy: request.policy,
         };
         // Check every resume point before changing anything. One request may replay at
@@ -909,10 +1054,10 @@ impl Core {
             }
             let Some(ch) = self.channels.get(&id) else {
                 if last > 0 {
-                    return Err((
+                    return Subscribed::Done(Err((
                         ErrorCode::ResumeAhead,
                         format!("channel {key} has published nothing; asked after {last}"),
-                    ));
+                    )));
                 }
                 continue;
             };
@@ -920,10 +1065,10 @@ impl Core {
                 continue;
             }
             if last > ch.last {
-                return Err((
+                return Subscribed::Done(Err((
                     ErrorCode::ResumeAhead,
                     format!("channel {key} is at {}; asked after {last}", ch.last),
-                ));
+                )));
             }
             let first_retained = ch.last - ch.window.len() as u64 + 1;
             // Older than the window: from the journal up to the window (market data only).
@@ -931,30 +1076,33 @@ impl Core {
             if last + 1 < first_retained {
                 let journal = self
                     .journal
-                    .as_mut()
+                    .as_ref()
                     .filter(|_| id.kind == ChannelKind::MarketData);
                 let Some(journal) = journal else {
-                    return Err((
+                    return Subscribed::Done(Err((
                         ErrorCode::ResumeTooOld,
                         format!("channel {key} retains from {first_retained}; asked after {last}"),
-                    ));
+                    )));
                 };
                 let wanted = first_retained - (last + 1);
                 if wanted > journal_budget {
-                    return Err((
+                    return Subscribed::Done(Err((
                         ErrorCode::ResumeTooOld,
                         format!(
                             "channel {key} is at {}; asked after {last}: {wanted} events from the \
                              journal, over what is left of the limit of {} per request",
                             ch.last, self.config.max_journal_replay
                         ),
-                    ));
+                    )));
                 }
                 journal_budget -= wanted;
-                journal.collect(id, &ch.marks, last + 1, first_retained, &mut from_journal)?;
-                self.stats
-                    .journal_replayed
-                    .fetch_add(from_journal.len() as u64, Ordering::Relaxed);
+                match journal.collect(id, &ch.marks, last + 1, first_retained, &mut from_journal) {
+                    Ok(()) => {}
+                    Err(Collect::Stale(_)) if may_defer => return Subscribed::Stale,
+                    Err(Collect::Stale(refusal) | Collect::Refused(refusal)) => {
+                        return Subscribed::Done(Err(refusal));
+                    }
+                }
             }
             replays.push((id, last, from_journal));
         }
@@ -985,6 +1133,9 @@ impl Core {
             let Some(ch) = self.channels.get(&id) else {
                 continue;
             };
+            self.stats
+                .journal_replayed
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
             let first_retained = ch.last - ch.window.len() as u64 + 1;
             let skip = (last + 1).saturating_sub(first_retained) as usize;
             events.extend(ch.window.iter().skip(skip).copied());
@@ -1005,11 +1156,11 @@ impl Core {
                         "replay does not fit the subscriber queue",
                         &self.stats,
                     );
-                    return Ok(());
+                    return Subscribed::Done(Ok(()));
                 }
             }
         }
-        Ok(())
+        Subscribed::Done(Ok(()))
     }
 
     fn unsubscribe(&mut self, conn_id: ConnId, sub_id: u32) -> bool {
@@ -1266,6 +1417,123 @@ mod tests {
             out.push((first..first + batch.events.len() as u64).collect());
         }
         out
+    }
+
+    #[test]
+    fn a_resume_waits_for_a_journal_reopen_off_the_thread_while_live_delivery_goes_on() {
+        use tickwire_engine::journal::{FsyncPolicy, JournalConfig, JournalWriter};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut journal = JournalWriter::open(
+            dir.path(),
+            JournalConfig {
+                fsync: FsyncPolicy::Never,
+                ..JournalConfig::default()
+            },
+        )
+        .expect("journal");
+        let quote = |i: u64| {
+            let mut e = Event::new(0, 7, i, i);
+            e.set_quote(Quote {
+                seq: i,
+                ..Quote::default()
+            });
+            e
+        };
+        // A previous run: channel md/7 sequences 1..=3000.
+        for i in 1..=3000 {
+            journal.append(&quote(i)).expect("append");
+        }
+        journal.flush().expect("flush");
+        let mut ring = RingBuilder::<Event>::new(4096).expect("power of two");
+        let source = ring.subscriber("publisher");
+        let mut md = ring.build().expect("has a subscriber");
+        let (mut agent, handle) = PublisherAgent::try_new(
+            vec![source],
+            FanoutConfig {
+                retain_per_channel: 100,
+                journal: Some(dir.path().to_owned()),
+                linger: Duration::ZERO,
+                ..FanoutConfig::default()
+            },
+        )
+        .expect("journal readable");
+        // Its own thread, so that the subscribe tasks run while this one drives the agent.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let closes: Arc<Closes> = Arc::default();
+        /// Calls `do_work` until `done`, failing after 10 s.
+        fn drive(agent: &mut PublisherAgent, what: &str, done: impl Fn(&PublisherAgent) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done(agent) {
+                assert!(Instant::now() < deadline, "{what}: not in 10 s");
+                std::thread::sleep(Duration::from_micros(200));
+                agent.do_work();
+            }
+        }
+        let request = SubscribeRequest {
+            id: 1,
+            kind: ChannelKind::MarketData,
+            policy: Policy::Disconnect,
+            patterns: vec!["*".into()],
+        };
+        // `a` is live from the start; this run's events are journaled as the recorder would.
+        let (tx, mut a) = mpsc::channel(1024);
+        handle.attach(1, tx, Arc::clone(&closes) as Arc<dyn Closer>);
+        let subscribe = |conn, resume: Vec<(u32, u64)>| {
+            let handle = handle.clone();
+            let request = request.clone();
+            runtime.spawn(async move {
+                handle
+                    .subscribe(conn, request, vec!["*".into()], resume)
+                    .await
+            })
+        };
+        let live_a = subscribe(1, Vec::new());
+        drive(&mut agent, "a subscribed", |_| live_a.is_finished());
+        let mut publish = |i: u64, agent: &mut PublisherAgent| {
+            md.publish(|e| *e = quote(i)).expect("room");
+            journal.append(&quote(i)).expect("append");
+            journal.flush().expect("flush");
+            agent.do_work();
+        };
+        for i in 3001..=4000 {
+            publish(i, &mut agent);
+        }
+        runtime.block_on(async { live_a.await.expect("task").expect("a subscribed") });
+        let seen_a: Vec<u64> = frames(&mut a).into_iter().flatten().collect();
+        assert_eq!(seen_a, (3001..=4000).collect::<Vec<_>>());
+
+        // `b` held 3100: 3101..3900 are in the journal, but not in the agent's snapshot
+        // (taken at 3000), and the window holds 3901..=4000.
+        let (tx, mut b) = mpsc::channel(1024);
+        handle.attach(2, tx, Arc::clone(&closes) as Arc<dyn Closer>);
+        let resumed_b = subscribe(2, vec![(7, 3100)]);
+        drive(&mut agent, "b's request deferred", |agent| {
+            agent.core.deferred.len() == 1
+        });
+        assert!(!resumed_b.is_finished(), "waits for the reopen");
+        // Meanwhile live events keep flowing to `a`, and the reopen runs elsewhere.
+        publish(4001, &mut agent);
+        assert_eq!(frames(&mut a), vec![vec![4001]]);
+        drive(&mut agent, "b's resume answered", |_| {
+            resumed_b.is_finished()
+        });
+        runtime.block_on(async { resumed_b.await.expect("task").expect("b resumed") });
+        publish(4002, &mut agent);
+        let seen_b: Vec<u64> = frames(&mut b).into_iter().flatten().collect();
+        assert_eq!(
+            seen_b,
+            (3101..=4002).collect::<Vec<_>>(),
+            "no gap, no duplicate"
+        );
+        assert_eq!(frames(&mut a), vec![vec![4002]]);
+        assert_eq!(handle.stats().journal_reopens.load(Ordering::Relaxed), 1);
+        // 3101..=3901: 4001 moved the window on while the request waited.
+        assert_eq!(handle.stats().journal_replayed.load(Ordering::Relaxed), 801);
+        assert!(closes.0.lock().expect("not poisoned").is_empty());
     }
 
     #[test]
