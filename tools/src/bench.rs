@@ -11,7 +11,7 @@ use tickwire_bench::suite::{self, SCENARIOS, SuiteConfig};
 /// Options of `tickwire bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Short runs: the whole suite in well under two minutes (the CI smoke check).
+    /// Short runs: the whole suite in ~10-20 s (the CI smoke check; figures too short to quote).
     #[arg(long)]
     pub quick: bool,
     /// Directory for `results.md`, `results.json` and the plots.
