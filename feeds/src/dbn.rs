@@ -1146,20 +1146,8 @@ mod tests {
         assert_eq!(err.position, Position::Byte(0));
     }
 
-    /// Polls `feed` to its end or its first error; the events delivered before either.
     fn drain<R: Read + Send>(feed: &mut DbnFeed<R>) -> (Vec<Event>, Result<(), FeedError>) {
-        let mut events = Vec::new();
-        let mut buf = [Event::default(); 8];
-        loop {
-            let mut sink = Sink::from_slice(&mut buf);
-            let status = feed.poll(&mut sink);
-            events.extend_from_slice(sink.events());
-            match status {
-                Ok(FeedStatus::End) => return (events, Ok(())),
-                Ok(_) => {}
-                Err(e) => return (events, Err(e)),
-            }
-        }
+        crate::test_util::drain(feed, 8)
     }
 
     #[test]

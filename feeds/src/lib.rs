@@ -45,6 +45,31 @@ pub mod primed;
 pub mod replay;
 pub mod synthetic;
 
+#[cfg(test)]
+pub(crate) mod test_util {
+    use tickwire_engine::event::Event;
+
+    use crate::{Feed, FeedError, FeedStatus, Sink};
+
+    /// Polls `feed` with sinks of `slots` events to its end or its first error: the events
+    /// delivered before either, and which. Fails a feed that never ends.
+    pub(crate) fn drain(feed: &mut impl Feed, slots: usize) -> (Vec<Event>, Result<(), FeedError>) {
+        let mut events = Vec::new();
+        let mut buf = vec![Event::default(); slots];
+        for _ in 0..1_000_000 {
+            let mut sink = Sink::from_slice(&mut buf);
+            let status = feed.poll(&mut sink);
+            events.extend_from_slice(sink.events());
+            match status {
+                Ok(FeedStatus::End) => return (events, Ok(())),
+                Ok(_) => {}
+                Err(e) => return (events, Err(e)),
+            }
+        }
+        panic!("the feed never ended");
+    }
+}
+
 /// Where in its input a feed found a problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {

@@ -373,19 +373,7 @@ mod tests {
 
     /// Polls `feed` to the end or the first error; the events and the outcome.
     fn drain<R: Read + Send>(feed: &mut ItchFileFeed<R>) -> (Vec<Event>, Result<(), FeedError>) {
-        let mut events = Vec::new();
-        let mut slots = vec![Event::default(); 64];
-        for _ in 0..1_000_000 {
-            let mut sink = Sink::from_slice(&mut slots);
-            let status = feed.poll(&mut sink);
-            events.extend_from_slice(sink.events());
-            match status {
-                Ok(FeedStatus::End) => return (events, Ok(())),
-                Ok(_) => {}
-                Err(e) => return (events, Err(e)),
-            }
-        }
-        panic!("the feed never ended");
+        crate::test_util::drain(feed, 64)
     }
 
     fn feed<R: Read>(reader: R) -> ItchFileFeed<R> {

@@ -209,9 +209,8 @@ mod tests {
     use super::*;
     use tickwire_engine::event::{PRICE_SCALE as P, SIZE_SCALE as S};
 
-    #[test]
-    fn impossible_parameters_are_refused_by_name() {
-        let base = MarketMakerParams {
+    fn params() -> MarketMakerParams {
+        MarketMakerParams {
             instrument: "X".into(),
             size: 1.0,
             half_spread_bps: 10.0,
@@ -220,7 +219,12 @@ mod tests {
             requote_bps: 1.0,
             min_requote_ms: 0,
             tick: 0.01,
-        };
+        }
+    }
+
+    #[test]
+    fn impossible_parameters_are_refused_by_name() {
+        let base = params();
         let instruments = InstrumentRegistry::from_symbols(["X"]);
         for (params, says) in [
             (
@@ -259,20 +263,8 @@ mod tests {
 
     #[test]
     fn quotes_lean_against_inventory_and_stay_behind_the_touch() {
-        let mm = MarketMaker::build(
-            MarketMakerParams {
-                instrument: "X".into(),
-                size: 1.0,
-                half_spread_bps: 10.0,
-                skew_bps: 5.0,
-                max_position: 3.0,
-                requote_bps: 1.0,
-                min_requote_ms: 0,
-                tick: 0.01,
-            },
-            &InstrumentRegistry::from_symbols(["X"]),
-        )
-        .expect("valid params");
+        let mm = MarketMaker::build(params(), &InstrumentRegistry::from_symbols(["X"]))
+            .expect("valid params");
         let top = Quote {
             bid_px: 99 * P + 99 * P / 100,
             ask_px: 100 * P + P / 100,
