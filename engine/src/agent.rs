@@ -482,6 +482,30 @@ pub fn available_cores() -> Vec<usize> {
     cores
 }
 
+/// Lets the calling thread run on every core the process may use, undoing a pin it
+/// inherited from the thread that spawned it (on Linux a new thread starts with its
+/// creator's affinity). Elsewhere a no-op.
+pub fn unpin_current_thread() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `set` is a zeroed `cpu_set_t` owned by this frame (all-zero is a valid,
+        // empty set); `CPU_SET` writes bits inside it for CPUs below `CPU_SETSIZE`, and
+        // `sched_setaffinity` only reads `size_of::<cpu_set_t>()` bytes of it during the
+        // call. The kernel keeps the CPUs the process's cpuset allows.
+        let rc = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in 0..libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// What one agent did, reported when its thread ends.
 #[derive(Debug, Clone)]
 pub struct AgentReport {
@@ -741,6 +765,43 @@ mod tests {
     use crate::ring::RingBuilder;
 
     const TIMEOUT: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn a_thread_spawned_by_a_pinned_one_can_unpin_itself() {
+        let all = available_cores();
+        let [first, ..] = all[..] else {
+            println!("SKIPPED: no cores reported");
+            return;
+        };
+        if all.len() < 2 {
+            println!("SKIPPED: one core; nothing to unpin to");
+            return;
+        }
+        let seen = std::thread::spawn(move || {
+            assert!(core_affinity::set_for_current(core_affinity::CoreId {
+                id: first
+            }));
+            let pinned = available_cores();
+            let child = std::thread::spawn(|| {
+                let inherited = available_cores();
+                unpin_current_thread().expect("unpinned");
+                (inherited, available_cores())
+            })
+            .join()
+            .expect("child thread");
+            (pinned, child)
+        })
+        .join()
+        .expect("pinned thread");
+        let (pinned, (inherited, unpinned)) = seen;
+        assert_eq!(pinned, [first]);
+        assert_eq!(
+            inherited,
+            [first],
+            "a new thread inherits its creator's pin"
+        );
+        assert_eq!(unpinned, all);
+    }
 
     #[test]
     fn pinning_to_a_missing_core_names_the_available_ones() {

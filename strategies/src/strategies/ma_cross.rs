@@ -70,10 +70,14 @@ impl BuildStrategy for MaCross {
     type Params = MaCrossParams;
 
     fn build(p: MaCrossParams, instruments: &InstrumentRegistry) -> Result<Self, ConfigError> {
-        if !(p.size > 0.0 && p.size.is_finite()) || config::size(p.size) == 0 {
+        let size = i64::try_from(config::size(p.size)).unwrap_or(0);
+        if !(p.size > 0.0 && p.size.is_finite()) || size == 0 {
             return Err(ConfigError::invalid(
                 "ma_cross",
-                format!("size = {:?}: must be a positive number", p.size),
+                format!(
+                    "size = {:?}: must be a positive number of at most 9.2e10",
+                    p.size
+                ),
             ));
         }
         if p.fast == 0 || p.fast >= p.slow {
@@ -87,7 +91,7 @@ impl BuildStrategy for MaCross {
             fast: p.fast,
             slow: p.slow,
             sample_ns: p.sample_ms.max(1) * 1_000_000,
-            size: config::size(p.size) as i64,
+            size,
             slippage_bps: i64::from(p.slippage_bps),
             samples: vec![0; p.slow],
             next: 0,
