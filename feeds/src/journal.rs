@@ -32,9 +32,9 @@
 use std::path::Path;
 
 use tickwire_engine::instrument::InstrumentRegistry;
-use tickwire_engine::journal::{JournalError, JournalReader};
+use tickwire_engine::journal::{JournalError, JournalReader, OpenOptions};
 
-use crate::{Feed, FeedError, FeedStatus, Sink};
+use crate::{Feed, FeedError, FeedErrorKind, FeedStatus, Position, Sink};
 
 /// A [`Feed`] reading a journal from a sequence (or time) to its end (or a sequence).
 #[derive(Debug)]
@@ -43,6 +43,8 @@ pub struct JournalFeed {
     reader: JournalReader,
     next: u64,
     end: u64,
+    /// The reader stopped at damage that this feed has not reported yet.
+    damage_pending: bool,
 }
 
 impl JournalFeed {
@@ -52,12 +54,25 @@ impl JournalFeed {
         JournalReader::open(dir).map(Self::new)
     }
 
+    /// Opens the journal in `dir` up to its first damage, if it has any
+    /// ([`OpenOptions::stop_at_damage`]): every record before the damage is replayed, then
+    /// the feed ends with an error naming it (the file, the byte and what is wrong), instead
+    /// of refusing the whole journal.
+    pub fn open_to_damage(dir: impl AsRef<Path>) -> Result<Self, JournalError> {
+        let options = OpenOptions {
+            stop_at_damage: true,
+            ..OpenOptions::default()
+        };
+        JournalReader::open_with(dir, options).map(Self::new)
+    }
+
     /// Replays `reader` from its first record to its end.
     pub fn new(reader: JournalReader) -> Self {
         Self {
             name: format!("journal:{}", reader.dir().display()),
             next: reader.first_sequence(),
             end: reader.end_sequence(),
+            damage_pending: reader.damage().is_some(),
             reader,
         }
     }
@@ -75,9 +90,11 @@ impl JournalFeed {
         self
     }
 
-    /// Stops before sequence `end` (clamped to the journal).
+    /// Stops before sequence `end` (clamped to the journal; short of damage, which is then
+    /// not reported).
     pub fn until_sequence(mut self, end: u64) -> Self {
         self.end = end.min(self.reader.end_sequence());
+        self.damage_pending &= self.end == self.reader.end_sequence();
         self
     }
 
@@ -112,11 +129,21 @@ impl Feed for JournalFeed {
             }
             self.next += take as u64;
         }
-        Ok(if self.next >= self.end {
-            FeedStatus::End
-        } else {
-            FeedStatus::Active
-        })
+        if self.next < self.end {
+            return Ok(FeedStatus::Active);
+        }
+        if std::mem::take(&mut self.damage_pending)
+            && let Some(damage) = self.reader.damage()
+        {
+            return Err(FeedError::new(
+                &self.name,
+                Position::Record(self.next),
+                FeedErrorKind::Malformed(format!(
+                    "the journal is damaged here, every record before was replayed: {damage}"
+                )),
+            ));
+        }
+        Ok(FeedStatus::End)
     }
 
     fn instruments(&self) -> &InstrumentRegistry {

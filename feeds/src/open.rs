@@ -230,7 +230,7 @@ impl FeedSpec {
             Self::Binance(path) => Box::new(BinanceFeed::open(path, BinanceConfig::default())?),
             Self::Dbn(path) => Box::new(DbnFeed::open(path, DbnConfig::default())?),
             Self::Itch(path) => Box::new(ItchFileFeed::open(path, ItchConfig::default())?),
-            Self::Journal(path) => Box::new(JournalFeed::open(path)?),
+            Self::Journal(path) => Box::new(JournalFeed::open_to_damage(path)?),
         })
     }
 }

@@ -951,6 +951,7 @@ impl Task {
             let options = OpenOptions {
                 verify: Verify::LastSegment,
                 truncate_torn_tail: false,
+                stop_at_damage: false,
             };
             match JournalReader::open_with(&journal, options) {
                 Ok(r) => *reader = Some(r),

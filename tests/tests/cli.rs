@@ -105,6 +105,67 @@ fn gen_journal_then_inspect_reports_the_counts() {
 }
 
 #[test]
+fn a_damaged_journal_is_read_up_to_the_damage_then_named() {
+    use tickwire_engine::journal::{BLOCK_SIZE, RECORDS_PER_BLOCK};
+    const RECORD: usize = std::mem::size_of::<tickwire_engine::event::Event>();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = dir.path().join("j");
+    let journal_str = path_str(&journal);
+    ok(&[
+        "gen",
+        "journal",
+        journal_str,
+        "--events",
+        "5000",
+        "--seed",
+        "3",
+    ]);
+    let segment = std::fs::read_dir(&journal)
+        .expect("journal directory")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "twj"))
+        .expect("a segment");
+    // Blocks of RECORDS_PER_BLOCK records after a block header, after the segment header:
+    // 5000 records are 83 full blocks and one of 20.
+    let block_header = BLOCK_SIZE - RECORDS_PER_BLOCK * RECORD;
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    let header_len = bytes.len() - (83 * BLOCK_SIZE + block_header + 20 * RECORD);
+    let record = |i: usize| {
+        header_len
+            + i / RECORDS_PER_BLOCK * BLOCK_SIZE
+            + block_header
+            + i % RECORDS_PER_BLOCK * RECORD
+    };
+    bytes[record(3000) + 17] ^= 0x10;
+    std::fs::write(&segment, &bytes).expect("damage one record");
+
+    // Replay serves the 3000 records before the damage, then fails naming it.
+    let e = fails(&["replay", journal_str, "--speed", "max"]);
+    assert!(
+        e.contains("failed after 3000 events")
+            && e.contains("record checksum mismatch at sequence 3000")
+            && e.contains(&segment.display().to_string()),
+        "{e}"
+    );
+    // Inspect reports what it could read, then fails.
+    let out = tickwire(&["inspect", journal_str]);
+    assert!(!out.success, "{}", out.stdout);
+    assert!(out.stdout.contains("events     3000"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("damage     read up to sequence 3000"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("damaged at sequence 3000"),
+        "{}",
+        out.stderr
+    );
+    // Nothing on disk changed.
+    assert_eq!(std::fs::read(&segment).expect("segment"), bytes);
+}
+
+#[test]
 fn itch_recorded_inspected_and_replayed_counts_match() {
     let dir = tempfile::tempdir().expect("temp dir");
     let itch = dir.path().join("day.itch");

@@ -141,6 +141,9 @@ pub struct InspectReport {
     /// Whether a writer held the journal's `LOCK` when it was read: the last segment was
     /// still being written, and its end is where the writer was, not a torn tail.
     pub live_writer: bool,
+    /// The damage the journal was read up to, if any (a bad checksum, segment header, or a
+    /// missing or short segment): the report covers the records before it only.
+    pub damage: Option<String>,
 }
 
 fn file_name(path: &std::path::Path) -> String {
@@ -166,6 +169,7 @@ pub fn report(args: &InspectArgs) -> Result<InspectReport> {
         OpenOptions {
             verify: Verify::All,
             truncate_torn_tail: false,
+            stop_at_damage: true,
         },
     )
     .context("cannot open the journal")?;
@@ -286,6 +290,7 @@ pub fn report(args: &InspectArgs) -> Result<InspectReport> {
         bytes,
         recovery,
         live_writer,
+        damage: reader.damage().map(ToString::to_string),
     })
 }
 
@@ -297,7 +302,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&r).context("serialising the report")?
         );
-        return Ok(());
+        return damaged(&r);
     }
     println!("journal    {}", r.journal);
     println!(
@@ -362,5 +367,23 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
             rec.file, rec.valid_bytes, rec.file_bytes
         ),
     }
-    Ok(())
+    if let Some(damage) = &r.damage {
+        println!(
+            "damage     read up to sequence {}, where the journal is damaged: {damage}",
+            r.end_sequence
+        );
+    }
+    damaged(&r)
+}
+
+/// A damaged journal is an error (exit 1) after its report.
+fn damaged(r: &InspectReport) -> Result<()> {
+    match &r.damage {
+        Some(damage) => anyhow::bail!(
+            "{}: damaged at sequence {} (the records before it read as above): {damage}",
+            r.journal,
+            r.end_sequence
+        ),
+        None => Ok(()),
+    }
 }

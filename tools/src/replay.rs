@@ -119,7 +119,7 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
     let spec = FeedSpec::parse(&args.input).context("cannot open the replay input")?;
     let (feed, total): (Box<dyn Feed>, Option<u64>) = match &spec {
         FeedSpec::Journal(dir) => {
-            let mut feed = JournalFeed::open(dir).context("cannot open the journal")?;
+            let mut feed = JournalFeed::open_to_damage(dir).context("cannot open the journal")?;
             if let Some(sequence) = args.from_seq {
                 feed = feed.from_sequence(sequence);
             }

@@ -861,6 +861,7 @@ fn check_journal_instruments(dir: &Path, instruments: &InstrumentRegistry) -> Re
         OpenOptions {
             verify: Verify::LastSegment,
             truncate_torn_tail: false,
+            stop_at_damage: false,
         },
     ) else {
         // No journal yet (or one the writer will report on with its own error).

@@ -435,6 +435,7 @@ impl JournalIndex {
         let options = OpenOptions {
             verify: Verify::LastSegment,
             truncate_torn_tail: false,
+            stop_at_damage: false,
         };
         JournalReader::open_with(dir, options).map_err(|e| {
             (

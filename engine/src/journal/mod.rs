@@ -96,7 +96,9 @@
 //! otherwise, never read as data. A record or block header that does not verify *before*
 //! the last valid record is **corruption**: [`JournalError::Corrupt`] names the file and
 //! byte offset. (A corrupt last record is indistinguishable from a torn one, and is cut.)
-//! A sealed segment must be full and exactly its length.
+//! A sealed segment must be full and exactly its length. A reader opened with
+//! [`OpenOptions::stop_at_damage`] serves every record before the first damage instead,
+//! and reports it ([`JournalReader::damage`]); writers never continue a damaged journal.
 //!
 //! Checksums are verified **once, at open**, not on every read ([`Verify::All`], the
 //! default; [`Verify::LastSegment`] checks only the segment a crash can tear): reads are
@@ -244,6 +246,17 @@ pub enum JournalError {
         /// The segment.
         path: PathBuf,
     },
+}
+
+impl JournalError {
+    /// Whether this is damage to what is on disk (a bad checksum, segment header, missing
+    /// or short segment), as opposed to an I/O error or a state of the directory.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            Self::Header { .. } | Self::Corrupt { .. } | Self::Discontinuous { .. }
+        )
+    }
 }
 
 fn io_error(path: &Path, action: &'static str, source: io::Error) -> JournalError {

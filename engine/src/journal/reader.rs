@@ -41,6 +41,12 @@ pub struct OpenOptions {
     /// When false, or when a live writer holds the lock, the torn tail is left on disk and
     /// simply not read. Default: true.
     pub truncate_torn_tail: bool,
+    /// On damage (a checksum that fails before the last valid record, a bad segment
+    /// header, a segment missing or of the wrong length), open the journal up to the last
+    /// valid record before it instead of refusing it, and report the damage through
+    /// [`JournalReader::damage`]. Nothing on disk is changed. Default: false (damage is an
+    /// error, so a writer never continues a damaged journal).
+    pub stop_at_damage: bool,
 }
 
 impl Default for OpenOptions {
@@ -48,6 +54,7 @@ impl Default for OpenOptions {
         Self {
             verify: Verify::All,
             truncate_torn_tail: true,
+            stop_at_damage: false,
         }
     }
 }
@@ -130,6 +137,7 @@ pub struct JournalReader {
     first: u64,
     end: u64,
     recovery: Option<Recovery>,
+    damage: Option<JournalError>,
 }
 
 /// The last segment's state, for a writer that continues the journal.
@@ -184,36 +192,37 @@ impl JournalReader {
         let last = names.len() - 1;
         let mut segments: Vec<Segment> = Vec::with_capacity(names.len());
         let mut recovery = None;
+        let mut damage = None;
         let mut max_receive_ts = 0;
         for (i, (named_first, path)) in names.into_iter().enumerate() {
-            let (map, header) = map_segment(&path)?;
-            if header.first_sequence != named_first {
-                return Err(JournalError::Header {
-                    path,
-                    offset: 24,
-                    reason: format!(
-                        "first sequence {} does not match the file name",
-                        header.first_sequence
-                    ),
-                });
-            }
-            if let Some(previous) = segments.last() {
-                let expected = previous.header.first_sequence + previous.records;
-                if header.first_sequence != expected {
-                    return Err(JournalError::Discontinuous {
-                        path,
-                        expected,
-                        found: header.first_sequence,
-                    });
+            let opened = open_segment(
+                path.clone(),
+                named_first,
+                segments.last(),
+                max_receive_ts,
+                (i == last).then_some(truncate),
+                options.verify,
+            );
+            let segment = match opened {
+                Ok((segment, rec)) => {
+                    recovery = rec;
+                    segment
                 }
-            }
-            let segment = if i == last {
-                let (segment, rec) =
-                    recover_last_segment(path, map, header, max_receive_ts, truncate)?;
-                recovery = rec;
-                segment
-            } else {
-                check_sealed_segment(path, map, header, options.verify)?
+                Err(e) if options.stop_at_damage && e.is_damage() => {
+                    // Keep what verifies before the damage, in this segment too, and stop.
+                    let expected = segments
+                        .last()
+                        .map_or(named_first, |p| p.header.first_sequence + p.records);
+                    if let Some(segment) = valid_prefix(&path, expected, max_receive_ts) {
+                        segments.push(segment);
+                    }
+                    if segments.is_empty() {
+                        return Err(e);
+                    }
+                    damage = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e),
             };
             max_receive_ts = segment.max_receive_ts;
             segments.push(segment);
@@ -228,6 +237,7 @@ impl JournalReader {
             first,
             end,
             recovery,
+            damage,
         })
     }
 
@@ -259,6 +269,13 @@ impl JournalReader {
     /// What recovery did at open, if the last segment had a torn tail.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
+    }
+
+    /// The damage this reader stopped at (opened with [`OpenOptions::stop_at_damage`]): it
+    /// serves the records before it, up to [`end_sequence`](Self::end_sequence), and none
+    /// after, though the journal may hold more.
+    pub fn damage(&self) -> Option<&JournalError> {
+        self.damage.as_ref()
     }
 
     /// The instrument table of the newest segment (tables only grow, so it names every
@@ -423,6 +440,87 @@ impl<'a> Iterator for Iter<'a> {
 
 impl ExactSizeIterator for Iter<'_> {}
 
+/// Opens segment `path` (named for `named_first`) after `previous`: the last one with
+/// `truncate` = `Some(whether to cut a torn tail)`, a sealed one otherwise.
+fn open_segment(
+    path: PathBuf,
+    named_first: u64,
+    previous: Option<&Segment>,
+    max_receive_ts: u64,
+    truncate: Option<bool>,
+    verify: Verify,
+) -> Result<(Segment, Option<Recovery>), JournalError> {
+    let (map, header) = map_segment(&path)?;
+    if header.first_sequence != named_first {
+        return Err(JournalError::Header {
+            path,
+            offset: 24,
+            reason: format!(
+                "first sequence {} does not match the file name",
+                header.first_sequence
+            ),
+        });
+    }
+    if let Some(previous) = previous {
+        let expected = previous.header.first_sequence + previous.records;
+        if header.first_sequence != expected {
+            return Err(JournalError::Discontinuous {
+                path,
+                expected,
+                found: header.first_sequence,
+            });
+        }
+    }
+    match truncate {
+        Some(truncate) => recover_last_segment(path, map, header, max_receive_ts, truncate),
+        None => check_sealed_segment(path, map, header, verify).map(|s| (s, None)),
+    }
+}
+
+/// The records of a damaged segment before its first damage, as a segment; `None` when its
+/// header cannot be read or does not start at `expected_first` (the sequence after the
+/// previous segment's last, or its file name's for the first): nothing of it is trusted.
+fn valid_prefix(path: &Path, expected_first: u64, previous_max_receive_ts: u64) -> Option<Segment> {
+    let (map, header) = map_segment(path).ok()?;
+    if header.first_sequence != expected_first || (map.len() as u64) < header.header_len {
+        return None;
+    }
+    // Whole records in the file (at most the segment's capacity).
+    let blocks = (map.len() as u64 - header.header_len).div_ceil(BLOCK_SIZE as u64);
+    let mut present = 0;
+    for block in 0..blocks.min(header.capacity_blocks) {
+        let room = map.len() as u64 - header.block_offset(block);
+        let slots = room.saturating_sub(BLOCK_HEADER_SIZE as u64) / RECORD_SIZE as u64;
+        present = block * RECORDS_PER_BLOCK as u64 + slots.min(RECORDS_PER_BLOCK as u64);
+    }
+    let mut segment = Segment {
+        path: path.to_owned(),
+        header,
+        map,
+        records: present,
+        max_receive_ts: previous_max_receive_ts,
+    };
+    if let Some((valid, _)) = first_damage(&segment, present) {
+        segment.records = valid;
+    }
+    // Running max receive time through the last valid record: the block before its block
+    // verified whole (header included), then that block's records.
+    if segment.records > 0 {
+        let per_block = RECORDS_PER_BLOCK as u64;
+        let tail_block = (segment.records - 1) / per_block;
+        let mut max = if tail_block > 0 {
+            segment.block(tail_block - 1).max_receive_ts()
+        } else {
+            previous_max_receive_ts
+        };
+        for event in segment.run(tail_block * per_block) {
+            max = max.max(event.receive_ts);
+        }
+        segment.max_receive_ts = max;
+    }
+    Some(segment)
+}
+
 /// Maps a segment file and decodes its header.
 fn map_segment(path: &Path) -> Result<(Mmap, SegmentHeader), JournalError> {
     let file = File::open(path).map_err(|e| io_error(path, "open segment", e))?;
@@ -484,6 +582,12 @@ fn check_sealed_segment(
 /// Verifies blocks and records of `segment` below `records`: every full block's header
 /// checksum and count; every record's checksum. The first failure is the error.
 fn verify_blocks(segment: &Segment, records: u64) -> Result<(), JournalError> {
+    first_damage(segment, records).map_or(Ok(()), |(_, e)| Err(e))
+}
+
+/// The first failure [`verify_blocks`] would report, with the number of records before it
+/// that verify (a bad block header fails its whole block).
+fn first_damage(segment: &Segment, records: u64) -> Option<(u64, JournalError)> {
     let header = &segment.header;
     for block in 0..records.div_ceil(RECORDS_PER_BLOCK as u64) {
         let view = segment.block(block);
@@ -493,24 +597,30 @@ fn verify_blocks(segment: &Segment, records: u64) -> Result<(), JournalError> {
         if in_block == RECORDS_PER_BLOCK
             && (!view.header_verifies() || view.count() as usize != RECORDS_PER_BLOCK)
         {
-            return Err(JournalError::Corrupt {
-                path: segment.path.clone(),
-                offset,
-                what: format!("block {block} header checksum mismatch"),
-            });
+            return Some((
+                first_index,
+                JournalError::Corrupt {
+                    path: segment.path.clone(),
+                    offset,
+                    what: format!("block {block} header checksum mismatch"),
+                },
+            ));
         }
         for slot in 0..in_block {
             let sequence = header.first_sequence + first_index + slot as u64;
             if !view.slot_verifies(slot, sequence) {
-                return Err(JournalError::Corrupt {
-                    path: segment.path.clone(),
-                    offset: header.record_offset(first_index + slot as u64),
-                    what: format!("record checksum mismatch at sequence {sequence}"),
-                });
+                return Some((
+                    first_index + slot as u64,
+                    JournalError::Corrupt {
+                        path: segment.path.clone(),
+                        offset: header.record_offset(first_index + slot as u64),
+                        what: format!("record checksum mismatch at sequence {sequence}"),
+                    },
+                ));
             }
         }
     }
-    Ok(())
+    None
 }
 
 /// Finds the last segment's last valid record, checks everything before it, and cuts

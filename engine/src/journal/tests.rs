@@ -318,6 +318,101 @@ fn corruption_before_the_last_valid_record_names_file_and_offset() {
 }
 
 #[test]
+fn stop_at_damage_serves_every_record_before_the_damage_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_journal(dir.path(), 480 * 2 + 300, config(SMALL_SEGMENT));
+    let paths = segment_paths(dir.path());
+    assert_eq!(paths.len(), 3, "0..480, 480..960, 960..1260");
+    let to_damage = OpenOptions {
+        stop_at_damage: true,
+        ..OpenOptions::default()
+    };
+    let block = BLOCK_SIZE as u64;
+    // Record `index` of a small segment (one header block, then blocks of 60).
+    let record = |index: u64| {
+        block
+            + (index / 60) * block
+            + (BLOCK_HEADER_SIZE + (index % 60) as usize * RECORD_SIZE) as u64
+    };
+    // (segment, byte to flip, the end sequence served, what the damage is)
+    let cases = [
+        (
+            1,
+            record(100) + 17,
+            480 + 100,
+            "record checksum mismatch at sequence 580",
+        ),
+        (
+            2,
+            record(30) + 17,
+            960 + 30,
+            "record checksum mismatch at sequence 990",
+        ),
+        (
+            0,
+            record(0) + 17,
+            0,
+            "record checksum mismatch at sequence 0",
+        ),
+        // A block header of the sealed segment: its whole block goes.
+        (
+            1,
+            block + 2 * block + 3,
+            480 + 120,
+            "block 2 header checksum mismatch",
+        ),
+    ];
+    for (segment, flip, end, what) in cases {
+        let path = &paths[segment];
+        let pristine = fs::read(path).expect("read");
+        let mut bytes = pristine.clone();
+        bytes[flip as usize] ^= 0x04;
+        fs::write(path, &bytes).expect("write");
+        assert!(
+            JournalReader::open(dir.path()).is_err(),
+            "refused by default"
+        );
+        let reader = JournalReader::open_with(dir.path(), to_damage).expect("opens to the damage");
+        assert_holds(&reader, 0, end);
+        let damage = reader.damage().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            damage.contains(&path.display().to_string()) && damage.contains(what),
+            "{damage}"
+        );
+        if end > 0 {
+            // The time index holds up to the damage.
+            let last = event(end - 1).receive_ts;
+            assert!(reader.seek_time(last) < end);
+            assert_eq!(reader.seek_time(last + 1), end);
+        }
+        assert_eq!(
+            fs::read(path).expect("read"),
+            bytes,
+            "nothing on disk changed"
+        );
+        fs::write(path, &pristine).expect("restore");
+    }
+    // A missing middle segment: the first is served whole, nothing after the gap.
+    fs::remove_file(&paths[1]).expect("remove");
+    let reader = JournalReader::open_with(dir.path(), to_damage).expect("opens to the gap");
+    assert_holds(&reader, 0, 480);
+    assert!(matches!(
+        reader.damage(),
+        Some(JournalError::Discontinuous {
+            expected: 480,
+            found: 960,
+            ..
+        })
+    ));
+    // Undamaged, nothing is reported.
+    let clean = tempfile::tempdir().expect("temp dir");
+    write_journal(clean.path(), 700, config(SMALL_SEGMENT));
+    let reader = JournalReader::open_with(clean.path(), to_damage).expect("opens");
+    assert!(reader.damage().is_none());
+    assert_holds(&reader, 0, 700);
+}
+
+#[test]
 fn a_missing_or_short_sealed_segment_is_an_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_journal(dir.path(), 480 * 3 + 10, config(SMALL_SEGMENT));

@@ -79,6 +79,7 @@ impl JournalWriter {
             ReadOptions {
                 verify: Verify::LastSegment,
                 truncate_torn_tail: true,
+                stop_at_damage: false,
             },
         ) {
             Ok(reader) => Some(reader),
