@@ -190,6 +190,11 @@ impl JournalReader {
         }
         names.sort();
         let last = names.len() - 1;
+        let last_file = names[last]
+            .1
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut segments: Vec<Segment> = Vec::with_capacity(names.len());
         let mut recovery = None;
         let mut damage = None;
@@ -202,7 +207,19 @@ impl JournalReader {
                 max_receive_ts,
                 (i == last).then_some(truncate),
                 options.verify,
-            );
+            )
+            .map_err(|e| match e {
+                // A short segment that is not the last: say which file makes it "sealed"
+                // (often a stray or misnamed file after the real last segment).
+                JournalError::Corrupt { path, offset, what } if what.starts_with("sealed") => {
+                    JournalError::Corrupt {
+                        path,
+                        offset,
+                        what: format!("{what} (it is not the last segment: {last_file} follows)"),
+                    }
+                }
+                other => other,
+            });
             let segment = match opened {
                 Ok((segment, rec)) => {
                     recovery = rec;

@@ -419,10 +419,18 @@ fn a_missing_or_short_sealed_segment_is_an_error() {
     let paths = segment_paths(dir.path());
     let middle = fs::read(&paths[1]).expect("read");
     fs::write(&paths[1], &middle[..middle.len() - 64]).expect("shorten");
-    assert!(matches!(
-        JournalReader::open(dir.path()),
-        Err(JournalError::Corrupt { .. })
-    ));
+    let error = JournalReader::open(dir.path()).expect_err("short");
+    assert!(matches!(error, JournalError::Corrupt { .. }));
+    let last = paths[3]
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    assert!(
+        error.to_string().contains(&format!(
+            "(it is not the last segment: {} follows)",
+            last.unwrap_or_default()
+        )),
+        "{error}"
+    );
     fs::remove_file(&paths[1]).expect("remove");
     assert!(matches!(
         JournalReader::open(dir.path()),
