@@ -57,10 +57,12 @@ impl JournalFeed {
     /// Opens the journal in `dir` up to its first damage, if it has any
     /// ([`OpenOptions::stop_at_damage`]): every record before the damage is replayed, then
     /// the feed ends with an error naming it (the file, the byte and what is wrong), instead
-    /// of refusing the whole journal.
+    /// of refusing the whole journal. Changes nothing on disk (a torn tail is skipped).
     pub fn open_to_damage(dir: impl AsRef<Path>) -> Result<Self, JournalError> {
+        // A replay only reads: a torn tail is skipped, not cut, and no LOCK is taken.
         let options = OpenOptions {
             stop_at_damage: true,
+            truncate_torn_tail: false,
             ..OpenOptions::default()
         };
         JournalReader::open_with(dir, options).map(Self::new)
@@ -94,7 +96,7 @@ impl JournalFeed {
     /// not reported).
     pub fn until_sequence(mut self, end: u64) -> Self {
         self.end = end.min(self.reader.end_sequence());
-        self.damage_pending &= self.end == self.reader.end_sequence();
+        self.damage_pending &= end > self.reader.end_sequence();
         self
     }
 
@@ -229,6 +231,79 @@ mod tests {
         let mut feed = JournalFeed::open(dir.path()).expect("open").from_time(t);
         assert_eq!(feed.position(), 3210);
         assert_eq!(drain(&mut feed, 1000), events[3210..]);
+    }
+
+    #[test]
+    fn open_to_damage_replays_up_to_it_reports_it_once_and_changes_nothing() {
+        use tickwire_engine::journal::{BLOCK_SIZE, RECORDS_PER_BLOCK};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (events, instruments) = synthetic(5_000);
+        record(dir.path(), &events, instruments);
+        let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "twj"))
+            .collect();
+        segments.sort();
+        // Segment 2 holds sequences 1800..2700 (900 records: 15 blocks after its header).
+        let mut bytes = std::fs::read(&segments[2]).expect("read");
+        let header_len = bytes.len() - 15 * BLOCK_SIZE;
+        let record = 200; // sequence 2000
+        let block_header = BLOCK_SIZE - RECORDS_PER_BLOCK * 64;
+        let at = header_len
+            + record / RECORDS_PER_BLOCK * BLOCK_SIZE
+            + block_header
+            + record % RECORDS_PER_BLOCK * 64;
+        bytes[at + 9] ^= 0x20;
+        std::fs::write(&segments[2], &bytes).expect("damage");
+        // And a torn tail on the last segment.
+        let last = segments.last().expect("segments").clone();
+        let mut tail = std::fs::read(&last).expect("read");
+        tail.extend_from_slice(&[0xab; 100]);
+        std::fs::write(&last, &tail).expect("tear");
+        let before: Vec<Vec<u8>> = segments
+            .iter()
+            .map(|p| std::fs::read(p).expect("read"))
+            .collect();
+
+        let mut feed = JournalFeed::open_to_damage(dir.path()).expect("opens");
+        let mut got = Vec::new();
+        let mut buf = vec![Event::default(); 333];
+        let error = loop {
+            let mut sink = Sink::from_slice(&mut buf);
+            let status = feed.poll(&mut sink);
+            got.extend_from_slice(sink.events());
+            match status {
+                Ok(FeedStatus::End) => panic!("the damage was not reported"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, events[..2000], "every record before the damage");
+        assert_eq!(error.position, Position::Record(2000));
+        assert!(error.to_string().contains("at sequence 2000"), "{error}");
+        let mut sink = Sink::from_slice(&mut buf);
+        assert_eq!(
+            feed.poll(&mut sink).expect("reported once"),
+            FeedStatus::End
+        );
+        // Nothing on disk changed: the torn tail is still there, every byte as it was.
+        for (path, bytes) in segments.iter().zip(&before) {
+            assert_eq!(
+                &std::fs::read(path).expect("read"),
+                bytes,
+                "{}",
+                path.display()
+            );
+        }
+
+        // Asked to stop at or before the damage, there is nothing to report.
+        for end in [2000, 1500] {
+            let mut feed = JournalFeed::open_to_damage(dir.path())
+                .expect("opens")
+                .until_sequence(end);
+            assert_eq!(drain(&mut feed, 256), events[..end as usize]);
+        }
     }
 
     #[test]

@@ -139,12 +139,17 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
                     (_, Some(time)) => format!("--from-time {}", utc(time)),
                     _ => String::new(),
                 };
+                // A damaged journal holds more than can be read: say where it stops.
+                let damaged = reader
+                    .damage()
+                    .map(|d| format!(" (read up to the damage at {end}: {d})"))
+                    .unwrap_or_default();
                 if first == end {
-                    bail!("{asked}: the journal {} is empty", dir.display());
+                    bail!("{asked}: the journal {} is empty{damaged}", dir.display());
                 }
                 bail!(
                     "{asked} is past the end of the journal {}: it holds sequences {first}..{end}, \
-                     received {} to {}",
+                     received {} to {}{damaged}",
                     dir.display(),
                     time(first),
                     time(end - 1)

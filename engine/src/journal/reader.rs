@@ -44,8 +44,9 @@ pub struct OpenOptions {
     /// On damage (a checksum that fails before the last valid record, a bad segment
     /// header, a segment missing or of the wrong length), open the journal up to the last
     /// valid record before it instead of refusing it, and report the damage through
-    /// [`JournalReader::damage`]. Nothing on disk is changed. Default: false (damage is an
-    /// error, so a writer never continues a damaged journal).
+    /// [`JournalReader::damage`]. Stopping at damage changes nothing on disk (a torn tail
+    /// is still cut when `truncate_torn_tail` says so). Default: false (damage is an error,
+    /// so a writer never continues a damaged journal).
     pub stop_at_damage: bool,
 }
 
@@ -230,7 +231,8 @@ impl JournalReader {
                     let expected = segments
                         .last()
                         .map_or(named_first, |p| p.header.first_sequence + p.records);
-                    if let Some(segment) = valid_prefix(&path, expected, max_receive_ts) {
+                    if let Some(segment) = valid_prefix(&path, expected, max_receive_ts, i == last)
+                    {
                         segments.push(segment);
                     }
                     if segments.is_empty() {
@@ -497,7 +499,12 @@ fn open_segment(
 /// The records of a damaged segment before its first damage, as a segment; `None` when its
 /// header cannot be read or does not start at `expected_first` (the sequence after the
 /// previous segment's last, or its file name's for the first): nothing of it is trusted.
-fn valid_prefix(path: &Path, expected_first: u64, previous_max_receive_ts: u64) -> Option<Segment> {
+fn valid_prefix(
+    path: &Path,
+    expected_first: u64,
+    previous_max_receive_ts: u64,
+    is_last: bool,
+) -> Option<Segment> {
     let (map, header) = map_segment(path).ok()?;
     if header.first_sequence != expected_first || (map.len() as u64) < header.header_len {
         return None;
@@ -517,7 +524,9 @@ fn valid_prefix(path: &Path, expected_first: u64, previous_max_receive_ts: u64) 
         records: present,
         max_receive_ts: previous_max_receive_ts,
     };
-    if let Some((valid, _)) = first_damage(&segment, present) {
+    // In the last segment a crash can leave the header of the block being written stale
+    // (recovery rewrites it): its records are judged by their own checksums.
+    if let Some((valid, _)) = first_damage(&segment, present, is_last) {
         segment.records = valid;
     }
     // Running max receive time through the last valid record: the block before its block
@@ -599,19 +608,27 @@ fn check_sealed_segment(
 /// Verifies blocks and records of `segment` below `records`: every full block's header
 /// checksum and count; every record's checksum. The first failure is the error.
 fn verify_blocks(segment: &Segment, records: u64) -> Result<(), JournalError> {
-    first_damage(segment, records).map_or(Ok(()), |(_, e)| Err(e))
+    first_damage(segment, records, false).map_or(Ok(()), |(_, e)| Err(e))
 }
 
 /// The first failure [`verify_blocks`] would report, with the number of records before it
-/// that verify (a bad block header fails its whole block).
-fn first_damage(segment: &Segment, records: u64) -> Option<(u64, JournalError)> {
+/// that verify (a bad block header fails its whole block). With `stale_tail_header`, the
+/// header of the block holding the last of `records` is not checked.
+fn first_damage(
+    segment: &Segment,
+    records: u64,
+    stale_tail_header: bool,
+) -> Option<(u64, JournalError)> {
     let header = &segment.header;
-    for block in 0..records.div_ceil(RECORDS_PER_BLOCK as u64) {
+    let blocks = records.div_ceil(RECORDS_PER_BLOCK as u64);
+    for block in 0..blocks {
         let view = segment.block(block);
         let offset = header.block_offset(block);
         let first_index = block * RECORDS_PER_BLOCK as u64;
         let in_block = (records - first_index).min(RECORDS_PER_BLOCK as u64) as usize;
+        let tail = stale_tail_header && block + 1 == blocks;
         if in_block == RECORDS_PER_BLOCK
+            && !tail
             && (!view.header_verifies() || view.count() as usize != RECORDS_PER_BLOCK)
         {
             return Some((

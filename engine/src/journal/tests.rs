@@ -382,7 +382,10 @@ fn stop_at_damage_serves_every_record_before_the_damage_and_changes_nothing() {
         if end > 0 {
             // The time index holds up to the damage.
             let last = event(end - 1).receive_ts;
-            assert!(reader.seek_time(last) < end);
+            let first_at = (0..end)
+                .find(|&s| event(s).receive_ts >= last)
+                .expect("the last one at least");
+            assert_eq!(reader.seek_time(last), first_at);
             assert_eq!(reader.seek_time(last + 1), end);
         }
         assert_eq!(
@@ -410,6 +413,37 @@ fn stop_at_damage_serves_every_record_before_the_damage_and_changes_nothing() {
     let reader = JournalReader::open_with(clean.path(), to_damage).expect("opens");
     assert!(reader.damage().is_none());
     assert_holds(&reader, 0, 700);
+}
+
+#[test]
+fn damage_under_a_stale_last_block_header_keeps_the_records_before_it() {
+    // The last segment holds one full block whose header is stale (a crash between writing
+    // records and their header), and its record 10 is damaged: records 0..10 stay.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_journal(dir.path(), 480 + 60, config(SMALL_SEGMENT));
+    let path = last_segment(dir.path());
+    let mut bytes = fs::read(&path).expect("read");
+    let block = BLOCK_SIZE;
+    // The block header's count (after 60 record checksums and the max receive time): stale,
+    // so the header no longer verifies, while the records' own checksums still do.
+    bytes[block + 60 * 4 + 8] ^= 0x01;
+    bytes[block + BLOCK_HEADER_SIZE + 10 * RECORD_SIZE + 17] ^= 0x01; // record 10
+    fs::write(&path, &bytes).expect("write");
+    assert!(JournalReader::open(dir.path()).is_err());
+    let to_damage = OpenOptions {
+        stop_at_damage: true,
+        truncate_torn_tail: false,
+        ..OpenOptions::default()
+    };
+    let reader = JournalReader::open_with(dir.path(), to_damage).expect("opens");
+    assert_holds(&reader, 0, 480 + 10);
+    assert!(
+        reader
+            .damage()
+            .is_some_and(|d| d.to_string().contains("at sequence 490")),
+        "{:?}",
+        reader.damage()
+    );
 }
 
 #[test]
@@ -628,7 +662,15 @@ proptest! {
             truncate_torn_tail: false,
             ..OpenOptions::default()
         };
-        if let Ok(reader) = JournalReader::open_with(dir.path(), to_damage) {
+        // Only a flip in the first segment's header leaves nothing to read; otherwise every
+        // segment before the flipped one, and its blocks before the flipped block, are kept.
+        let header_len = BLOCK_SIZE;
+        let kept_at_least = 480 * segment as u64
+            + if i < header_len { 0 } else { ((i - header_len) / BLOCK_SIZE) as u64 * 60 };
+        let opened = JournalReader::open_with(dir.path(), to_damage);
+        prop_assert!(opened.is_ok() || (segment == 0 && i < header_len), "flip at {}", i);
+        if let Ok(reader) = opened {
+            prop_assert!(reader.end_sequence() >= kept_at_least, "flip at {} of segment {}", i, segment);
             for (sequence, e) in (reader.first_sequence()..).zip(reader.iter()) {
                 prop_assert_eq!(*e, event(sequence), "sequence {}", sequence);
             }
