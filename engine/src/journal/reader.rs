@@ -106,6 +106,25 @@ impl Segment {
         }
     }
 
+    /// The running max receive time (ns) through the last valid record: the stored one of
+    /// the block before the last block (whose header verified), then the last block's
+    /// records; `previous` (the previous segment's) where there is nothing before.
+    fn running_max_receive_ts(&self, previous: u64) -> u64 {
+        if self.records == 0 {
+            return previous;
+        }
+        let per_block = RECORDS_PER_BLOCK as u64;
+        let tail_block = (self.records - 1) / per_block;
+        let before = if tail_block > 0 {
+            self.block(tail_block - 1).max_receive_ts()
+        } else {
+            previous
+        };
+        self.run(tail_block * per_block)
+            .iter()
+            .fold(before, |max, event| max.max(event.receive_ts))
+    }
+
     /// The events from index `index` to the end of its block (or of the valid records).
     #[inline]
     fn run(&self, index: u64) -> &[Event] {
@@ -201,26 +220,21 @@ impl JournalReader {
         let mut damage = None;
         let mut max_receive_ts = 0;
         for (i, (named_first, path)) in names.into_iter().enumerate() {
+            let role = if i == last {
+                Role::Last { truncate }
+            } else {
+                Role::Sealed {
+                    verify: options.verify,
+                    last_file: &last_file,
+                }
+            };
             let opened = open_segment(
                 path.clone(),
                 named_first,
                 segments.last(),
                 max_receive_ts,
-                (i == last).then_some(truncate),
-                options.verify,
-            )
-            .map_err(|e| match e {
-                // A short segment that is not the last: say which file makes it "sealed"
-                // (often a stray or misnamed file after the real last segment).
-                JournalError::Corrupt { path, offset, what } if what.starts_with("sealed") => {
-                    JournalError::Corrupt {
-                        path,
-                        offset,
-                        what: format!("{what} (it is not the last segment: {last_file} follows)"),
-                    }
-                }
-                other => other,
-            });
+                role,
+            );
             let segment = match opened {
                 Ok((segment, rec)) => {
                     recovery = rec;
@@ -459,15 +473,21 @@ impl<'a> Iterator for Iter<'a> {
 
 impl ExactSizeIterator for Iter<'_> {}
 
-/// Opens segment `path` (named for `named_first`) after `previous`: the last one with
-/// `truncate` = `Some(whether to cut a torn tail)`, a sealed one otherwise.
+/// Which segment of the journal [`open_segment`] opens.
+enum Role<'a> {
+    /// The last: a crash may have torn its tail, cut when `truncate`.
+    Last { truncate: bool },
+    /// An earlier one, which must be full; `last_file` names the journal's last segment.
+    Sealed { verify: Verify, last_file: &'a str },
+}
+
+/// Opens segment `path` (named for `named_first`) after `previous` in its `role`.
 fn open_segment(
     path: PathBuf,
     named_first: u64,
     previous: Option<&Segment>,
     max_receive_ts: u64,
-    truncate: Option<bool>,
-    verify: Verify,
+    role: Role<'_>,
 ) -> Result<(Segment, Option<Recovery>), JournalError> {
     let (map, header) = map_segment(&path)?;
     if header.first_sequence != named_first {
@@ -490,9 +510,13 @@ fn open_segment(
             });
         }
     }
-    match truncate {
-        Some(truncate) => recover_last_segment(path, map, header, max_receive_ts, truncate),
-        None => check_sealed_segment(path, map, header, verify).map(|s| (s, None)),
+    match role {
+        Role::Last { truncate } => {
+            recover_last_segment(path, map, header, max_receive_ts, truncate)
+        }
+        Role::Sealed { verify, last_file } => {
+            check_sealed_segment(path, map, header, verify, last_file).map(|s| (s, None))
+        }
     }
 }
 
@@ -529,21 +553,7 @@ fn valid_prefix(
     if let Some((valid, _)) = first_damage(&segment, present, is_last) {
         segment.records = valid;
     }
-    // Running max receive time through the last valid record: the block before its block
-    // verified whole (header included), then that block's records.
-    if segment.records > 0 {
-        let per_block = RECORDS_PER_BLOCK as u64;
-        let tail_block = (segment.records - 1) / per_block;
-        let mut max = if tail_block > 0 {
-            segment.block(tail_block - 1).max_receive_ts()
-        } else {
-            previous_max_receive_ts
-        };
-        for event in segment.run(tail_block * per_block) {
-            max = max.max(event.receive_ts);
-        }
-        segment.max_receive_ts = max;
-    }
+    segment.max_receive_ts = segment.running_max_receive_ts(previous_max_receive_ts);
     Some(segment)
 }
 
@@ -576,6 +586,7 @@ fn check_sealed_segment(
     map: Mmap,
     header: SegmentHeader,
     verify: Verify,
+    last_file: &str,
 ) -> Result<Segment, JournalError> {
     let records = header.capacity_records();
     let expected_len = header.file_len(records);
@@ -584,8 +595,10 @@ fn check_sealed_segment(
     if (map.len() as u64) != expected_len {
         return Err(JournalError::Corrupt {
             offset: (map.len() as u64).min(expected_len),
+            // Often a stray or misnamed file after the real last segment made it "sealed".
             what: format!(
-                "sealed segment is {} bytes, a full one is {expected_len}",
+                "sealed segment is {} bytes, a full one is {expected_len} (it is not the \
+                 last segment: {last_file} follows)",
                 map.len()
             ),
             path,
@@ -706,37 +719,12 @@ fn recover_last_segment(
     let tail_block = records.saturating_sub(1) / per_block;
     let before_tail = tail_block * per_block;
     let in_tail = (records - before_tail) as usize;
-    verify_blocks(&segment, before_tail)?;
+    if let Some((_, damage)) = first_damage(&segment, records, true) {
+        return Err(damage);
+    }
     let first_sequence = segment.header.first_sequence;
     let tail_view = segment.block(tail_block);
-    for slot in 0..in_tail {
-        let index = before_tail + slot as u64;
-        if !tail_view.slot_verifies(slot, first_sequence + index) {
-            return Err(JournalError::Corrupt {
-                path: segment.path.clone(),
-                offset: segment.header.record_offset(index),
-                what: format!(
-                    "record checksum mismatch at sequence {}",
-                    first_sequence + index
-                ),
-            });
-        }
-    }
-
-    // Running max receive time through the last valid record.
-    let mut max_receive_ts = if tail_block > 0 {
-        segment.block(tail_block - 1).max_receive_ts()
-    } else {
-        previous_max_receive_ts
-    };
-    let tail_events = if in_tail > 0 {
-        segment.run(before_tail)
-    } else {
-        &[]
-    };
-    for event in tail_events {
-        max_receive_ts = max_receive_ts.max(event.receive_ts);
-    }
+    let max_receive_ts = segment.running_max_receive_ts(previous_max_receive_ts);
 
     let valid_len = segment.header.file_len(records);
     let header_is_current = in_tail == 0
@@ -747,7 +735,7 @@ fn recover_last_segment(
     let mut tail_header = None;
     if !header_is_current {
         let mut block_header = [0u8; BLOCK_HEADER_SIZE];
-        for (slot, event) in tail_events.iter().enumerate() {
+        for (slot, event) in segment.run(before_tail).iter().enumerate() {
             let crc = record_crc(first_sequence + before_tail + slot as u64, event.as_bytes());
             block_header[slot * 4..slot * 4 + 4].copy_from_slice(&crc.to_le_bytes());
         }
