@@ -48,8 +48,9 @@
 //! (tens of ms for a full segment), which would hold up every other subscriber on the
 //! publisher's thread. The request waits (unanswered, nothing changed) until the snapshot
 //! is ready, then runs as if it had just arrived (a snapshot that still falls short is
-//! reopened again, up to three times per request). Too old for both (the journal does not reach back, or lags behind
-//! the window, or more than [`FanoutConfig::max_journal_replay`] events) is
+//! reopened again, up to three times per request). Too old for both (the journal does not
+//! reach back, or lags behind the window, or more than
+//! [`FanoutConfig::max_journal_replay`] events) is
 //! `RESUME_TOO_OLD`. Notifications and execution reports are not journaled: they count
 //! from 1 per run and resume from the window only.
 //!
@@ -375,8 +376,6 @@ struct JournalIndex {
     reader: Option<JournalReader>,
     /// Journal sequence of the first source ring's sequence 0.
     base: u64,
-    /// A reopen is running on its own thread.
-    reopening: bool,
 }
 
 impl JournalIndex {
@@ -422,7 +421,6 @@ impl JournalIndex {
                 dir: dir.to_owned(),
                 reader,
                 base,
-                reopening: false,
             },
             channels,
         ))
@@ -611,7 +609,8 @@ struct Core {
     config: FanoutConfig,
     stats: Arc<FanoutStats>,
     journal: Option<JournalIndex>,
-    /// Subscribe requests waiting for a fresher journal snapshot.
+    /// Subscribe requests waiting for a fresher journal snapshot: a reopen is running
+    /// exactly while this is not empty.
     deferred: Vec<Deferred>,
     /// The agent's own command queue, for the reopen thread's answer.
     commands: Sender<Command>,
@@ -954,16 +953,13 @@ impl Core {
                 let snapshot = match (snapshot, self.journal.as_mut()) {
                     (Ok(reader), Some(journal)) => {
                         journal.reader = Some(reader);
-                        journal.reopening = false;
                         self.stats.journal_reopens.fetch_add(1, Ordering::Relaxed);
                         Ok(())
                     }
-                    (Err(refusal), Some(journal)) => {
-                        journal.reopening = false;
-                        Err(refusal)
-                    }
-                    (_, None) => Err((ErrorCode::Internal, "no journal".to_owned())),
+                    (Err(refusal), _) => Err(refusal),
+                    (Ok(_), None) => Err((ErrorCode::Internal, "no journal".to_owned())),
                 };
+                // Emptied first: a request that needs a later snapshot starts the next reopen.
                 for waiting in std::mem::take(&mut self.deferred) {
                     match &snapshot {
                         Err(refusal) => {
@@ -1003,25 +999,28 @@ impl Core {
             }
             Subscribed::Stale => {
                 self.stats.resumes_deferred.fetch_add(1, Ordering::Relaxed);
+                let running = !self.deferred.is_empty();
                 self.deferred.push(Deferred {
                     reopens_left: waiting.reopens_left - 1,
                     ..waiting
                 });
-                self.start_reopen();
+                if !running {
+                    self.start_reopen();
+                }
             }
         }
     }
 
-    /// Opens a fresh journal snapshot on a thread of its own (one at a time); the answer
-    /// comes back as [`Command::Reopened`].
+    /// Opens a fresh journal snapshot on a thread of its own; the answer comes back as
+    /// [`Command::Reopened`]. Called when the first request starts waiting, so one runs at
+    /// a time.
     fn start_reopen(&mut self) {
-        let Some(journal) = self.journal.as_mut() else {
+        let Some(journal) = self.journal.as_ref() else {
+            // Only a journal resume waits; answered all the same, never left waiting.
+            let no_journal = (ErrorCode::Internal, "no journal".to_owned());
+            self.apply(Command::Reopened(Err(no_journal)));
             return;
         };
-        if journal.reopening {
-            return;
-        }
-        journal.reopening = true;
         let dir = journal.dir.clone();
         let shown = dir.display().to_string();
         let answer = self.commands.clone();
