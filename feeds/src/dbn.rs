@@ -169,6 +169,9 @@ struct CountingReader<R> {
     /// Decompressed offset of the next record's length byte, once the metadata length is
     /// known.
     next_record: Option<u64>,
+    /// Where the last record wholly read ends (the metadata's end before any): a stream
+    /// that ends past it ends inside a record.
+    whole_end: u64,
     /// The error to return from now on.
     failed: Option<StreamError>,
 }
@@ -194,6 +197,7 @@ impl<R> CountingReader<R> {
             read: 0,
             prefix: [0; 8],
             next_record: None,
+            whole_end: 0,
             failed: None,
         }
     }
@@ -212,7 +216,9 @@ impl<R> CountingReader<R> {
         if self.next_record.is_none() && end >= 8 {
             // Magic "DBN", version, then the length of the metadata that follows.
             let [.., a, b, c, d] = self.prefix;
-            self.next_record = Some(8 + u64::from(u32::from_le_bytes([a, b, c, d])));
+            let first = 8 + u64::from(u32::from_le_bytes([a, b, c, d]));
+            self.next_record = Some(first);
+            self.whole_end = first;
         }
         let Some(mut at) = self.next_record else {
             return chunk.len();
@@ -225,6 +231,9 @@ impl<R> CountingReader<R> {
                 return (at - start) as usize;
             }
             at += size as u64;
+            if at <= end {
+                self.whole_end = at;
+            }
         }
         self.next_record = Some(at);
         chunk.len()
@@ -265,8 +274,6 @@ pub struct DbnFeed<R: Read> {
     decoder: DbnDecoder<CountingReader<R>>,
     /// Index of the next record.
     record: u64,
-    /// Bytes of the records decoded so far, for the truncation check.
-    record_bytes: u64,
     layout: Layout,
     done: bool,
     registry: InstrumentRegistry,
@@ -337,7 +344,6 @@ impl<R: Read> DbnFeed<R> {
             config,
             decoder,
             record: 0,
-            record_bytes: 0,
             layout,
             done: false,
             registry: InstrumentRegistry::default(),
@@ -406,18 +412,11 @@ impl<R: Read> DbnFeed<R> {
 
     /// Checks at the end of the stream that no partial record was left.
     fn check_end(&self) -> Result<(), FeedError> {
-        let records = self.record_bytes;
         let counting = self.decoder.get_ref();
-        let prefix = counting.prefix;
-        // DBN header: "DBN", version byte, then the metadata length (u32 LE) that follows.
-        let metadata = 8 + u64::from(u32::from_le_bytes([
-            prefix[4], prefix[5], prefix[6], prefix[7],
-        ]));
-        let expected = metadata + records;
-        if counting.read > expected {
+        if counting.read > counting.whole_end {
             return Err(self.error(FeedErrorKind::Truncated(format!(
                 "{} bytes after the last whole record",
-                counting.read - expected
+                counting.read - counting.whole_end
             ))));
         }
         Ok(())
@@ -437,7 +436,6 @@ impl<R: Read> DbnFeed<R> {
             Ok(owned) => owned,
             Err(reason) => return Err(self.error(FeedErrorKind::Malformed(reason))),
         };
-        self.record_bytes += record.record_size() as u64;
         self.stats.records += 1;
         match owned {
             Owned::Mbo(mbo) => self.on_mbo(&mbo, sink)?,
