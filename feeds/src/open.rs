@@ -104,6 +104,44 @@ pub enum FeedSpec {
     Journal(PathBuf),
 }
 
+/// A file format [`FeedSpec::for_path`] tells by name or by first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Binance,
+    Dbn,
+    Itch,
+}
+
+impl Format {
+    /// The format whose magic `head` starts with: gzip's ID1 ID2 (RFC 1952 §2.3.1), DBN's
+    /// `DBN` and a version byte, or zstd's frame magic (RFC 8878 §3.1.1). ITCH has none.
+    fn of_magic(head: &[u8]) -> Option<Self> {
+        match head {
+            [0x1f, 0x8b, ..] => Some(Self::Binance),
+            [b'D', b'B', b'N', ..] | [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Self::Dbn),
+            _ => None,
+        }
+    }
+
+    /// What a file name ending says.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Binance => "gzip",
+            Self::Dbn => "DBN",
+            Self::Itch => "ITCH",
+        }
+    }
+
+    /// Whose magic [`of_magic`](Self::of_magic) found.
+    fn magic_label(self) -> &'static str {
+        match self {
+            Self::Binance => "gzip",
+            Self::Dbn => "DBN or zstd",
+            Self::Itch => "ITCH",
+        }
+    }
+}
+
 impl FeedSpec {
     /// Resolves `input`: a `synthetic[:...]` spec, or a path (see the module docs).
     pub fn parse(input: &str) -> Result<Self, OpenError> {
@@ -144,55 +182,56 @@ impl FeedSpec {
             path: path.to_owned(),
             reason,
         };
-        let gzip = head.starts_with(&[0x1f, 0x8b]);
-        let dbn_or_zstd = head.starts_with(b"DBN") || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-        // The extension decides, unless the first bytes are another format's magic.
-        let contradicts = |extension: &str, found: &str| {
-            unknown(format!(
-                "the name says {extension} but the file starts with {found}'s magic {:02x?}",
-                &head[..head.len().min(4)]
-            ))
+        let bytes = |n: usize| format!("{:02x?}", &head[..head.len().min(n)]);
+        let named = if name.ends_with(".dbn") || name.ends_with(".dbn.zst") {
+            Some(Format::Dbn)
+        } else if name.ends_with(".gz") {
+            Some(Format::Binance)
+        } else if name.ends_with(".itch") || name.contains("itch50") {
+            Some(Format::Itch)
+        } else {
+            None
         };
-        if name.ends_with(".dbn") || name.ends_with(".dbn.zst") {
-            if gzip {
-                return Err(contradicts("DBN", "gzip"));
-            }
-            return Ok(Self::Dbn(path_buf));
-        }
-        if name.ends_with(".gz") {
-            if !head.is_empty() && !gzip {
+        let magic = Format::of_magic(head);
+        // The extension decides, unless the first bytes are another format's magic.
+        let format = match (named, magic) {
+            (Some(named), Some(found)) if found != named => {
                 return Err(unknown(format!(
-                    "the name says gzip but the file does not start with gzip's magic (1f 8b): {:02x?}",
-                    &head[..head.len().min(4)]
+                    "the name says {} but the file starts with {}'s magic {}",
+                    named.label(),
+                    found.magic_label(),
+                    bytes(4)
                 )));
             }
-            return Ok(Self::Binance(path_buf));
-        }
-        if name.ends_with(".itch") || name.contains("itch50") {
-            if gzip {
-                return Err(contradicts("ITCH", "gzip"));
+            // gzip always starts with its magic.
+            (Some(Format::Binance), None) if !head.is_empty() => {
+                return Err(unknown(format!(
+                    "the name says gzip but the file does not start with gzip's magic (1f 8b): {}",
+                    bytes(4)
+                )));
             }
-            if dbn_or_zstd {
-                return Err(contradicts("ITCH", "DBN or zstd"));
-            }
-            return Ok(Self::Itch(path_buf));
-        }
-        match head {
-            [] => Err(unknown("the file is empty".into())),
-            // RFC 1952 §2.3.1: ID1 ID2.
-            [0x1f, 0x8b, ..] => Ok(Self::Binance(path_buf)),
-            // DBN's magic (`DBN` and a version byte), or zstd's frame magic (RFC 8878 §3.1.1).
-            [b'D', b'B', b'N', ..] | [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok(Self::Dbn(path_buf)),
-            [hi, lo, tag, ..]
-                if message_len(*tag) == Some(usize::from(u16::from_be_bytes([*hi, *lo]))) =>
-            {
-                Ok(Self::Itch(path_buf))
-            }
-            _ => Err(unknown(format!(
-                "unknown extension and first bytes {:02x?}",
-                &head[..head.len().min(8)]
-            ))),
-        }
+            (Some(named), _) => named,
+            (None, Some(found)) => found,
+            (None, None) => match head {
+                [] => return Err(unknown("the file is empty".into())),
+                [hi, lo, tag, ..]
+                    if message_len(*tag) == Some(usize::from(u16::from_be_bytes([*hi, *lo]))) =>
+                {
+                    Format::Itch
+                }
+                _ => {
+                    return Err(unknown(format!(
+                        "unknown extension and first bytes {}",
+                        bytes(8)
+                    )));
+                }
+            },
+        };
+        Ok(match format {
+            Format::Binance => Self::Binance(path_buf),
+            Format::Dbn => Self::Dbn(path_buf),
+            Format::Itch => Self::Itch(path_buf),
+        })
     }
 
     /// A short name of the adapter: `synthetic`, `binance`, `dbn`, `itch`, `journal`.
