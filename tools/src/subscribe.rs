@@ -11,6 +11,7 @@
 //! Defaults follow the service's data directory: certificate `tickwire-data/quic/cert.der`,
 //! token `tickwire-data/quic/token`, server `127.0.0.1:4433`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -496,28 +497,29 @@ fn side(code: u8) -> &'static str {
     }
 }
 
-/// The name of a code, or `unknown(<code>)` for a code this client does not know.
-fn named(code: u8, name: Option<&'static str>) -> String {
-    name.map_or_else(|| format!("unknown({code})"), str::to_owned)
+/// The name of a code, or `unknown(<code>)` for a code this client does not know (the
+/// only case that allocates).
+fn named(code: u8, name: Option<&'static str>) -> Cow<'static, str> {
+    name.map_or_else(|| Cow::Owned(format!("unknown({code})")), Cow::Borrowed)
 }
 
-fn action(code: u8) -> String {
+fn action(code: u8) -> Cow<'static, str> {
     named(code, BookAction::from_code(code).map(BookAction::name))
 }
 
-fn status(code: u8) -> String {
+fn status(code: u8) -> Cow<'static, str> {
     named(code, ExecStatus::from_code(code).map(ExecStatus::name))
 }
 
 /// A reject reason's name; `none` for 0 (the report is not a reject).
-fn reason(code: u8) -> String {
+fn reason(code: u8) -> Cow<'static, str> {
     if code == 0 {
-        return "none".to_owned();
+        return Cow::Borrowed("none");
     }
     named(code, RejectReason::from_code(code).map(RejectReason::name))
 }
 
-fn alert(code: u8) -> String {
+fn alert(code: u8) -> Cow<'static, str> {
     named(code, AlertKind::from_code(code).map(AlertKind::name))
 }
 
