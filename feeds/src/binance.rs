@@ -1180,18 +1180,8 @@ mod tests {
                 .chain(std::io::repeat(b'1').take(4 * MAX_LINE as u64)),
         );
         let mut f = BinanceFeed::from_reader("long", reader, BinanceConfig::default());
-        let mut buf = [Event::default(); 4];
-        let mut events = Vec::new();
-        let err = loop {
-            let mut sink = Sink::from_slice(&mut buf);
-            let status = f.poll(&mut sink);
-            events.extend_from_slice(sink.events());
-            match status {
-                Ok(FeedStatus::End) => panic!("the long line was accepted"),
-                Ok(_) => {}
-                Err(e) => break e,
-            }
-        };
+        let (events, end) = crate::test_util::drain(&mut f, 4);
+        let err = end.expect_err("the long line was accepted");
         assert_eq!(
             events.len(),
             1,

@@ -267,21 +267,12 @@ mod tests {
             .collect();
 
         let mut feed = JournalFeed::open_to_damage(dir.path()).expect("opens");
-        let mut got = Vec::new();
-        let mut buf = vec![Event::default(); 333];
-        let error = loop {
-            let mut sink = Sink::from_slice(&mut buf);
-            let status = feed.poll(&mut sink);
-            got.extend_from_slice(sink.events());
-            match status {
-                Ok(FeedStatus::End) => panic!("the damage was not reported"),
-                Ok(_) => {}
-                Err(e) => break e,
-            }
-        };
+        let (got, end) = crate::test_util::drain(&mut feed, 333);
+        let error = end.expect_err("the damage was not reported");
         assert_eq!(got, events[..2000], "every record before the damage");
         assert_eq!(error.position, Position::Record(2000));
         assert!(error.to_string().contains("at sequence 2000"), "{error}");
+        let mut buf = [Event::default(); 4];
         let mut sink = Sink::from_slice(&mut buf);
         assert_eq!(
             feed.poll(&mut sink).expect("reported once"),
