@@ -49,6 +49,17 @@ pub struct ExecutionSummary {
     pub report_digest: u64,
 }
 
+impl ExecutionSummary {
+    /// Orders rejected for `reason`.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejects
+            .iter()
+            .filter(|(r, _)| *r == reason)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Live {
     instrument: u32,

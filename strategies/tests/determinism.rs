@@ -129,13 +129,7 @@ fn kill_switch_rejects_every_order_with_its_reason() {
     let report = run_replay(synthetic(), &config).expect("run");
     assert!(report.execution.orders > 0);
     assert_eq!(report.execution.fills, 0);
-    let killed: u64 = report
-        .execution
-        .rejects
-        .iter()
-        .filter(|(r, _)| *r == RejectReason::KillSwitch)
-        .map(|(_, n)| n)
-        .sum();
+    let killed = report.execution.rejected(RejectReason::KillSwitch);
     assert_eq!(killed, report.execution.orders, "{report}");
 }
 
@@ -199,13 +193,7 @@ fn a_reversal_fits_a_max_order_size_of_one_size() {
     .expect("valid configuration");
     let report = run_replay(synthetic(), &config).expect("run");
     println!("{report}");
-    let too_big: u64 = report
-        .execution
-        .rejects
-        .iter()
-        .filter(|(r, _)| *r == RejectReason::MaxOrderSize)
-        .map(|(_, n)| n)
-        .sum();
+    let too_big = report.execution.rejected(RejectReason::MaxOrderSize);
     assert_eq!(too_big, 0, "{report}");
     assert!(
         report.execution.fills >= 4,
